@@ -1,0 +1,196 @@
+// Elementary functions for the kernels: exp of non-positive arguments, log and
+// log1p of non-negative ones, and the error-free sum and product they need.
+//
+// Written as branch-free scalar code over doubles (bit manipulation plus
+// polynomials) so that the compiler vectorizes a loop that calls them; they
+// never call libm. Every function takes a `Prec` tag:
+//   - `full`: results within about one ulp of double precision, for float64 data;
+//   - `single`: results within about 2^-34 relative, plenty for float32 data
+//     (which the kernels evaluate in double), at roughly half the polynomial cost.
+// Polynomial coefficients are Chebyshev fits made for this project (mpmath,
+// 60 digits), stored as hexadecimal literals so they round-trip exactly.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <cmath>
+#include <limits>
+
+#include "config.hpp"
+
+FOCAL_NATIVE_BEGIN_NAMESPACE
+namespace detail {
+
+enum class Prec { single, full };
+
+FOCAL_NATIVE_INLINE std::uint64_t bits_of(double x) noexcept {
+  std::uint64_t u;
+  std::memcpy(&u, &x, sizeof u);
+  return u;
+}
+
+FOCAL_NATIVE_INLINE double double_of(std::uint64_t u) noexcept {
+  double x;
+  std::memcpy(&x, &u, sizeof x);
+  return x;
+}
+
+// a*b + c, rounded once where the hardware has FMA.
+FOCAL_NATIVE_INLINE double mul_add(double a, double b, double c) noexcept {
+#if FOCAL_NATIVE_HAS_FMA
+  return std::fma(a, b, c);
+#else
+  return a * b + c;
+#endif
+}
+
+// s + e == a + b exactly (Knuth's TwoSum, any magnitudes).
+FOCAL_NATIVE_INLINE void two_sum(double a, double b, double& s, double& e) noexcept {
+  s = a + b;
+  const double bb = s - a;
+  e = (a - (s - bb)) + (b - bb);
+}
+
+// p + e == a * b exactly (barring underflow): FMA where available, else
+// Dekker's product with Veltkamp splitting.
+FOCAL_NATIVE_INLINE void two_prod(double a, double b, double& p, double& e) noexcept {
+  p = a * b;
+#if FOCAL_NATIVE_HAS_FMA
+  e = std::fma(a, b, -p);
+#else
+  constexpr double split = 134217729.0;  // 2^27 + 1
+  const double ca = split * a, cb = split * b;
+  const double ah = ca - (ca - a), al = a - ah;
+  const double bh = cb - (cb - b), bl = b - bh;
+  e = ((ah * bh - p) + ah * bl + al * bh) + al * bl;
+#endif
+}
+
+// ---------------------------------------------------------------------------
+// exp(x) for x <= 0 (also -inf and NaN). Results below the smallest normal
+// double (x < -708) are flushed to +0, so no subnormal is ever produced.
+//   x = k ln2 + r, |r| <= ln2/2 (Cody-Waite, ln2 split in two),
+//   exp(r) = 1 + r + r^2 P(r).
+template <Prec P>
+FOCAL_NATIVE_INLINE double exp_nonpos(double x) noexcept {
+  constexpr double log2e = 0x1.71547652b82fep0;
+  constexpr double ln2_hi = 0x1.62e42fefa3800p-1;  // 11 trailing zero bits: k*ln2_hi is exact
+  constexpr double ln2_lo = 0x1.ef35793c76730p-45;
+  constexpr double shifter = 0x1.8p52;             // adding it rounds to an integer
+  const double xc = x < -710.0 ? -710.0 : x;
+  const double t = xc * log2e + shifter;
+  const double kd = t - shifter;
+  double r = xc - kd * ln2_hi;
+  r = r - kd * ln2_lo;
+  double poly;
+  if constexpr (P == Prec::full) {
+    poly = 0x1.af389ecfc4b9cp-26;
+    poly = mul_add(poly, r, 0x1.28917c89a43a7p-22);
+    poly = mul_add(poly, r, 0x1.71de0db2f6b19p-19);
+    poly = mul_add(poly, r, 0x1.a019b9149a41cp-16);
+    poly = mul_add(poly, r, 0x1.a01a01a7c2efep-13);
+    poly = mul_add(poly, r, 0x1.6c16c17889ef1p-10);
+    poly = mul_add(poly, r, 0x1.11111111109b5p-7);
+    poly = mul_add(poly, r, 0x1.5555555553d68p-5);
+    poly = mul_add(poly, r, 0x1.5555555555556p-3);
+    poly = mul_add(poly, r, 0x1.0000000000001p-1);
+  } else {
+    poly = 0x1.a1131351400c3p-16;
+    poly = mul_add(poly, r, 0x1.a15169e096556p-13);
+    poly = mul_add(poly, r, 0x1.6c1685919d367p-10);
+    poly = mul_add(poly, r, 0x1.1110c63a4eed0p-7);
+    poly = mul_add(poly, r, 0x1.5555555c85f99p-5);
+    poly = mul_add(poly, r, 0x1.5555556750672p-3);
+    poly = mul_add(poly, r, 0x1.0p-1);
+  }
+  const double er = 1.0 + mul_add(r * r, poly, r);
+  // 2^k from the low bits of t (k in [-1025, 0]; the biased exponent is
+  // clamped at 0, which builds +0 and is discarded below anyway).
+  std::int64_t k = static_cast<std::int64_t>(bits_of(t) - bits_of(shifter));
+  std::int64_t biased = k + 1023;
+  biased = biased < 0 ? 0 : biased;
+  const double scale = double_of(static_cast<std::uint64_t>(biased) << 52);
+  return x < -708.0 ? 0.0 : er * scale;
+}
+
+// log of a positive normal double, as hi + lo with |lo| <= ulp(hi): the sum
+// carries the k*ln2 part exactly, so exp(g*(hi + lo)) keeps full accuracy for
+// large |log x|. x = 0 gives -inf, x = +inf gives +inf, NaN gives NaN.
+//   x = 2^k m, m in [sqrt(2)/2, sqrt(2)), f = m - 1, s = f/(2 + f),
+//   log m = f - f^2/2 + s (f^2/2 + s^2 L(s^2)).
+template <Prec P>
+FOCAL_NATIVE_INLINE void log_hilo(double x, double& hi, double& lo) noexcept {
+  constexpr double ln2_hi = 0x1.62e42fefa3800p-1;
+  constexpr double ln2_lo = 0x1.ef35793c76730p-45;
+  constexpr std::uint64_t sqrt_half = 0x3fe6a09e667f3bcdULL;  // bits of sqrt(2)/2
+  constexpr double shifter = 0x1.8p52;
+  // Move the mantissa boundary from 1 to sqrt(2)/2, read k from the exponent.
+  const std::uint64_t ux = bits_of(x) + (0x3ff0000000000000ULL - sqrt_half);
+  const std::int64_t k = static_cast<std::int64_t>(ux >> 52) - 1023;
+  const double m = double_of((ux & 0x000fffffffffffffULL) + sqrt_half);
+  const double kd = double_of(bits_of(shifter) + static_cast<std::uint64_t>(k)) - shifter;
+  const double f = m - 1.0;
+  const double hfsq = 0.5 * f * f;
+  const double s = f / (2.0 + f);
+  const double z = s * s;
+  double poly;
+  if constexpr (P == Prec::full) {
+    poly = 0x1.2b584aae78a57p-3;
+    poly = mul_add(poly, z, 0x1.39fe606542ddep-3);
+    poly = mul_add(poly, z, 0x1.7462b4ab2ef6bp-3);
+    poly = mul_add(poly, z, 0x1.c71c62e5800a1p-3);
+    poly = mul_add(poly, z, 0x1.2492492df148dp-2);
+    poly = mul_add(poly, z, 0x1.99999999952e2p-2);
+    poly = mul_add(poly, z, 0x1.5555555555558p-1);
+  } else {
+    poly = 0x1.ddced7078dd3ap-3;
+    poly = mul_add(poly, z, 0x1.245c438323e9ap-2);
+    poly = mul_add(poly, z, 0x1.9999eb5d84f14p-2);
+    poly = mul_add(poly, z, 0x1.5555554bb2b2cp-1);
+  }
+  const double R = z * poly;
+  const double tail = mul_add(s, hfsq + R, kd * ln2_lo) - hfsq;
+  double h, e;
+  two_sum(kd * ln2_hi, f, h, e);
+  // Fold the tail into (h, e) and renormalise.
+  const double t = e + tail;
+  hi = h + t;
+  lo = t - (hi - h);
+  // Special values: 0 -> -inf, +inf and NaN pass through.
+  const bool special = !(x > 0.0) || x > std::numeric_limits<double>::max();
+  const double sv = x == 0.0 ? -std::numeric_limits<double>::infinity() : x + x;
+  hi = special ? sv : hi;
+  lo = special ? 0.0 : lo;
+}
+
+template <Prec P>
+FOCAL_NATIVE_INLINE double log_pos(double x) noexcept {
+  double hi, lo;
+  log_hilo<P>(x, hi, lo);
+  return hi + lo;
+}
+
+// log1p(x) for x >= 0 as hi + lo, given u = fl(1 + x) and inv = 1/u (callers
+// usually need 1/u anyway): log1p(x) = log(u) + c/u, c the rounding error of u.
+template <Prec P>
+FOCAL_NATIVE_INLINE void log1p_hilo(double x, double u, double inv, double& hi,
+                                    double& lo) noexcept {
+  const double c = (1.0 - u) + x;  // exact when x <= 1 <= u, and tiny otherwise
+  log_hilo<P>(u, hi, lo);
+  lo = mul_add(c, inv, lo);
+}
+
+// log1p(x) for any x >= 0 (+inf gives +inf), correctly handling large x.
+template <Prec P>
+FOCAL_NATIVE_INLINE double log1p_nonneg(double x) noexcept {
+  double u, c;
+  two_sum(1.0, x, u, c);  // u + c == 1 + x exactly
+  double hi, lo;
+  log_hilo<P>(u, hi, lo);
+  const double corr = c / u;
+  const double r = hi + (lo + corr);
+  return x > std::numeric_limits<double>::max() ? x : r;
+}
+
+}  // namespace detail
+FOCAL_NATIVE_END_NAMESPACE

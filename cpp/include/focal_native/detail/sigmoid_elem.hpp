@@ -1,0 +1,142 @@
+// Per-element formulas of the binary (sigmoid) focal loss: the one place the
+// loss and its derivative are written, shared by every binary kernel.
+// Notation and derivations: ../shared/NUMERICS.md ("Binary").
+#pragma once
+
+#include <cmath>
+#include <limits>
+
+#include "config.hpp"
+#include "math.hpp"
+
+FOCAL_NATIVE_BEGIN_NAMESPACE
+namespace detail {
+
+// How q^gamma is evaluated: gamma == 0 (the factor is exactly 1), gamma == 2
+// (q*q, used for float32 data only), or exp(gamma * log q) in general.
+enum class GammaKind { zero, square, general };
+
+// A loss and its derivative, returned by value: keeps the loop bodies free of
+// address-taken locals, which would stop `omp simd` from vectorizing them.
+struct LossGrad {
+  double loss;
+  double dz;
+};
+
+struct SigmoidConsts {
+  double alpha_pos;  // alpha_t of a positive (1 when unweighted)
+  double alpha_neg;  // alpha_t of a negative
+  double gamma;
+};
+
+// w^gamma from log w = lw_hi + lw_lo (<= 0, possibly -inf). For float64 data
+// the product gamma*log w is formed exactly (hi + lo) before exp, so the
+// result keeps full relative accuracy however large |log w| is.
+template <Prec P, GammaKind G>
+FOCAL_NATIVE_INLINE double pow_from_log(double w, double lw_hi, double lw_lo,
+                                        double gamma) noexcept {
+  if constexpr (G == GammaKind::zero) {
+    (void)w, (void)lw_hi, (void)lw_lo, (void)gamma;
+    return 1.0;
+  } else if constexpr (G == GammaKind::square) {
+    (void)lw_hi, (void)lw_lo, (void)gamma;
+    return w * w;
+  } else {
+    (void)w;
+    const bool finite = lw_hi > -std::numeric_limits<double>::infinity();
+    if constexpr (P == Prec::full) {
+      double ph, pe;
+      two_prod(gamma, lw_hi, ph, pe);
+      const double corr = finite ? mul_add(gamma, lw_lo, pe) : 0.0;
+      ph = finite ? ph : -std::numeric_limits<double>::infinity();
+      return exp_nonpos<P>(ph) * (1.0 + corr);
+    } else {
+      const double lw = finite ? lw_hi + lw_lo : -std::numeric_limits<double>::infinity();
+      return exp_nonpos<P>(gamma * lw);
+    }
+  }
+}
+
+// Hard label (pos: y == 1). Returns the loss; writes dFL/dz when WantGrad.
+//   e = exp(-|z|), l = log1p(e), -log p = max(-z_t, 0) + l,
+//   log q = -(max(z_t, 0) + l), FL = alpha_t q^g (-log p),
+//   dFL/dz = -s alpha_t q^g (g p (-log p) + q).
+template <Prec P, GammaKind G, bool WantGrad>
+FOCAL_NATIVE_INLINE LossGrad sigmoid_hard(double z, bool pos, const SigmoidConsts& c) noexcept {
+  const double zt = pos ? z : -z;
+  const double e = exp_nonpos<P>(-std::fabs(z));
+  const double u = 1.0 + e;
+  const double inv = 1.0 / u;
+  double lhi, llo;
+  log1p_hilo<P>(e, u, inv, lhi, llo);
+  const bool zt_nonneg = zt >= 0.0;
+  const double big = inv, small = e * inv;  // sigma(|z|), sigma(-|z|)
+  const double p = zt_nonneg ? big : small;
+  const double q = zt_nonneg ? small : big;
+  const double mp = zt_nonneg ? 0.0 : -zt;  // max(-z_t, 0)
+  const double mq = zt_nonneg ? zt : 0.0;   // max(z_t, 0)
+  const double ce = mp + (lhi + llo);       // -log p >= 0
+  double qg;
+  if constexpr (G == GammaKind::general) {
+    double sh, se;
+    two_sum(mq, lhi, sh, se);
+    qg = pow_from_log<P, G>(q, -sh, -(se + llo), c.gamma);
+  } else {
+    qg = pow_from_log<P, G>(q, 0.0, 0.0, c.gamma);
+  }
+  const double w = (pos ? c.alpha_pos : c.alpha_neg) * qg;
+  double dz = 0.0;
+  if constexpr (WantGrad) {
+    double inner = q;
+    if constexpr (G != GammaKind::zero) {
+      const double pce = p == 0.0 ? 0.0 : p * ce;  // p log p -> 0 as p -> 0
+      inner = mul_add(c.gamma, pce, q);
+    }
+    const double g = w * inner;
+    dz = pos ? -g : g;
+  }
+  return {w * ce, dz};
+}
+
+// Soft target y in (0, 1) (torchvision / Keras semantics).
+//   ce = max(z, 0) - y z + l, u = p (1 - y) + q y, alpha_t = a y + (1 - a)(1 - y),
+//   FL = alpha_t u^g ce, dFL/dz = alpha_t u^g (g p q (1 - 2y) ce / u + (p - y)).
+template <Prec P, GammaKind G, bool WantGrad>
+FOCAL_NATIVE_INLINE LossGrad sigmoid_soft(double z, double y, const SigmoidConsts& c) noexcept {
+  const double e = exp_nonpos<P>(-std::fabs(z));
+  const double u = 1.0 + e;
+  const double inv = 1.0 / u;
+  double lhi, llo;
+  log1p_hilo<P>(e, u, inv, lhi, llo);
+  const bool z_nonneg = z >= 0.0;
+  const double p = z_nonneg ? inv : e * inv;
+  const double q = z_nonneg ? e * inv : inv;
+  const double omy = 1.0 - y;
+  const double ce = (z > 0.0 ? z * omy : -z * y) + (lhi + llo);
+  const double w = mul_add(p, omy, q * y);  // 1 - p_t, a sum of non-negative terms
+  double wg;
+  if constexpr (G == GammaKind::general) {
+    double whi, wlo;
+    log_hilo<P>(w, whi, wlo);
+    wg = pow_from_log<P, G>(w, whi, wlo, c.gamma);
+  } else {
+    wg = pow_from_log<P, G>(w, 0.0, 0.0, c.gamma);
+  }
+  const double at = mul_add(c.alpha_pos, y, c.alpha_neg * omy);
+  const double f = at * wg;
+  double dz = 0.0;
+  if constexpr (WantGrad) {
+    double bracket = mul_add(p, omy, -(q * y));  // p - y
+    if constexpr (G != GammaKind::zero) {
+      // p q ce -> 0 when p or q underflows (then ce may be infinite).
+      const double pq = p * q;
+      const double pqce = pq == 0.0 ? 0.0 : pq * ce / w;
+      bracket = mul_add(c.gamma * pqce, 1.0 - 2.0 * y, bracket);
+    }
+    dz = f * bracket;
+  }
+  return {f * ce, dz};
+}
+
+}  // namespace detail
+FOCAL_NATIVE_END_NAMESPACE

@@ -1,0 +1,408 @@
+// Binary (sigmoid) focal loss kernels: loss, gradient, and both in one pass,
+// for elementwise targets (hard 0/1 labels or soft targets in [0, 1]) and for
+// class-index targets (multi-label detection: one logit per class, one label
+// per position).
+//
+// All entry points take raw pointers and sizes, never allocate, never throw,
+// and report bad targets through the returned Status.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <type_traits>
+
+#include "common.hpp"
+#include "detail/config.hpp"
+#include "detail/fpenv.hpp"
+#include "detail/math.hpp"
+#include "detail/parallel.hpp"
+#include "detail/sigmoid_elem.hpp"
+
+FOCAL_NATIVE_BEGIN_NAMESPACE
+namespace detail {
+
+// Precision the per-element math needs for output type T.
+template <class T>
+inline constexpr Prec prec_for = std::is_same_v<T, float> ? Prec::single : Prec::full;
+
+template <class T>
+inline constexpr bool is_supported_value = std::is_same_v<T, float> || std::is_same_v<T, double>;
+
+// Whether a hard (integer or bool) binary target is outside {0, 1}.
+template <class Y>
+FOCAL_NATIVE_INLINE bool hard_target_bad(Y y) noexcept {
+  if constexpr (std::is_same_v<Y, bool>) {
+    (void)y;
+    return false;
+  } else if constexpr (std::is_signed_v<Y>) {
+    return y < 0 || y > 1;
+  } else {
+    return y > 1;
+  }
+}
+
+inline bool sigmoid_options_bad(const SigmoidOptions& o) noexcept {
+  return !(o.gamma >= 0.0) || !(o.gamma <= std::numeric_limits<double>::max()) ||
+         !(o.alpha <= 1.0) || !(o.normalizer > 0.0) ||
+         !(o.normalizer <= std::numeric_limits<double>::max());
+}
+
+inline SigmoidConsts sigmoid_consts(const SigmoidOptions& o) noexcept {
+  const bool weighted = o.alpha >= 0.0;
+  return {weighted ? o.alpha : 1.0, weighted ? 1.0 - o.alpha : 1.0, o.gamma};
+}
+
+// Lowest index i in [i0, i1) with bad(i), or -1.
+template <class Bad>
+inline std::int64_t first_bad(std::int64_t i0, std::int64_t i1, Bad&& bad) noexcept {
+  for (std::int64_t i = i0; i < i1; ++i)
+    if (bad(i)) return i;
+  return -1;
+}
+
+// Adds per-block partial sums in block order and finds the first bad block.
+struct BlockResults {
+  double partial[kMaxBlocks];
+  std::int64_t counted[kMaxBlocks];
+  unsigned char bad[kMaxBlocks];
+};
+
+// Finishes a Status from block results: total, count, reduction.
+inline Status finish(const BlockResults& r, std::int64_t nblocks, const double inv_norm,
+                     Reduction red, std::int64_t count) noexcept {
+  Status st;
+  double total = 0.0;
+  for (std::int64_t b = 0; b < nblocks; ++b) total += r.partial[b];
+  st.count = count;
+  if (red == Reduction::mean)
+    st.loss = count > 0 ? total * inv_norm / static_cast<double>(count)
+                        : std::numeric_limits<double>::quiet_NaN();
+  else if (red == Reduction::sum)
+    st.loss = total * inv_norm;
+  return st;
+}
+
+// Whether an elementwise target is outside its domain ({0, 1} or [0, 1]).
+template <class Y>
+FOCAL_NATIVE_INLINE bool target_bad(Y y) noexcept {
+  if constexpr (std::is_floating_point_v<Y>)
+    return !(y >= Y(0) && y <= Y(1));
+  else
+    return hard_target_bad(y);
+}
+
+// One element of the elementwise kernel: computes, stores the requested
+// outputs, returns the unnormalised loss. Kept out of the loop body so that
+// the loop has no address-taken locals (they would defeat `omp simd`).
+template <Prec P, GammaKind G, bool StoreLoss, bool WantGrad, bool Up, class T, class Y>
+FOCAL_NATIVE_INLINE double elementwise_step(const T* z, const Y* y, std::int64_t i,
+                                            const SigmoidConsts& c, double inv_norm,
+                                            double gscale, T* loss_out, T* grad_out,
+                                            const T* up) noexcept {
+  const double zi = static_cast<double>(z[i]);
+  LossGrad r;
+  if constexpr (std::is_floating_point_v<Y>) {
+    const double yi = static_cast<double>(y[i]);
+    const LossGrad h = sigmoid_hard<P, G, WantGrad>(zi, yi == 1.0, c);
+    const LossGrad s = sigmoid_soft<P, G, WantGrad>(zi, yi, c);
+    const bool hard = yi == 0.0 || yi == 1.0;
+    r.loss = hard ? h.loss : s.loss;
+    r.dz = hard ? h.dz : s.dz;
+  } else {
+    r = sigmoid_hard<P, G, WantGrad>(zi, y[i] == 1, c);
+  }
+  if constexpr (StoreLoss) loss_out[i] = static_cast<T>(r.loss * inv_norm);
+  if constexpr (WantGrad) {
+    double g = r.dz * gscale;
+    if constexpr (Up) g *= static_cast<double>(up[i]);
+    grad_out[i] = static_cast<T>(g);
+  }
+  return r.loss;
+}
+
+// One element (o, k, i) at flat offset j of the class-index kernel, label lv.
+template <Prec P, GammaKind G, bool StoreLoss, bool WantGrad, bool Up, class T>
+FOCAL_NATIVE_INLINE double label_step(const T* z, std::int64_t j, bool positive, bool ignored,
+                                      const SigmoidConsts& c, double inv_norm, double gscale,
+                                      T* loss_out, T* grad_out, const T* up) noexcept {
+  const LossGrad h = sigmoid_hard<P, G, WantGrad>(static_cast<double>(z[j]), positive, c);
+  const double loss = ignored ? 0.0 : h.loss;
+  if constexpr (StoreLoss) loss_out[j] = static_cast<T>(loss * inv_norm);
+  if constexpr (WantGrad) {
+    double g = ignored ? 0.0 : h.dz * gscale;
+    if constexpr (Up) g *= static_cast<double>(up[j]);
+    grad_out[j] = static_cast<T>(g);
+  }
+  return loss;
+}
+
+// Elementwise targets: one pass over logits/targets writing whatever outputs
+// are requested. StoreLoss: per-element loss (reduction none); WantGrad: the
+// gradient, times grad_scale, times up[i] when Up.
+template <class T, class Y, GammaKind G, bool StoreLoss, bool WantGrad, bool Up>
+Status sigmoid_elementwise(const T* z, const Y* y, std::int64_t n, const SigmoidOptions& o,
+                           T* loss_out, T* grad_out, const T* up) noexcept {
+  constexpr Prec P = prec_for<T>;
+  const SigmoidConsts c = sigmoid_consts(o);
+  const double inv_norm = 1.0 / o.normalizer;
+  const double gscale =
+      o.reduction == Reduction::mean && n > 0 ? inv_norm / static_cast<double>(n) : inv_norm;
+  const Blocking bl = make_blocking(n, 2048);
+  BlockResults r;
+  // Captures by value: the loop must see plain local pointers, not loads
+  // through the closure, or the compiler cannot prove the loop vectorizable.
+  for_each_block(bl.count, n, get_num_threads(), [=, &r](std::int64_t b) {
+    FlushDenormalsScope ftz;
+    const T* const zz = z;
+    const Y* const yy = y;
+    T* const lo = loss_out;
+    T* const go = grad_out;
+    const T* const uu = up;
+    const std::int64_t i0 = b * bl.block;
+    const std::int64_t i1 = i0 + bl.block < n ? i0 + bl.block : n;
+    double acc = 0.0;
+    std::int64_t anybad = 0;  // 64-bit: the same lane count as the double accumulator
+    FOCAL_NATIVE_PRAGMA(omp simd reduction(+ : acc) reduction(| : anybad))
+    for (std::int64_t i = i0; i < i1; ++i) {
+      anybad |= target_bad(yy[i]);
+      acc += elementwise_step<P, G, StoreLoss, WantGrad, Up>(zz, yy, i, c, inv_norm, gscale,
+                                                             lo, go, uu);
+    }
+    r.partial[b] = acc;
+    r.bad[b] = static_cast<unsigned char>(anybad != 0);
+  });
+  for (std::int64_t b = 0; b < bl.count; ++b) {
+    if (!r.bad[b]) continue;
+    Status st;
+    st.code = Status::bad_target;
+    const std::int64_t i1 = (b + 1) * bl.block < n ? (b + 1) * bl.block : n;
+    st.index = first_bad(b * bl.block, i1, [&](std::int64_t i) { return target_bad(y[i]); });
+    return st;
+  }
+  return finish(r, bl.count, inv_norm, o.reduction, n);
+}
+
+// Whether a class-index label is outside [0, C] and not ignore_index.
+template <class L>
+FOCAL_NATIVE_INLINE bool label_bad(L lab, std::int64_t classes, std::int64_t ignore) noexcept {
+  const auto v = static_cast<std::int64_t>(lab);
+  if constexpr (std::is_unsigned_v<L> && sizeof(L) == 8) {
+    if (lab > static_cast<L>(std::numeric_limits<std::int64_t>::max())) return true;
+  }
+  return (v < 0 || v > classes) && v != ignore;
+}
+
+template <class L>
+inline std::int64_t count_not_ignored(const L* lab, std::int64_t n, std::int64_t ignore) noexcept {
+  std::int64_t cnt = 0;
+  FOCAL_NATIVE_SIMD_REDUCE(+, cnt)
+  for (std::int64_t i = 0; i < n; ++i) cnt += static_cast<std::int64_t>(lab[i]) != ignore;
+  return cnt;
+}
+
+// Class-index targets: element (o, k, i) is positive iff labels[o*inner + i] == k;
+// label == classes means background, label == ignore_index ignores the position.
+template <class T, class L, GammaKind G, bool StoreLoss, bool WantGrad, bool Up>
+Status sigmoid_labels(const T* z_in, const L* lab_in, ClassLayout lay, const SigmoidOptions& o,
+                      T* loss_in, T* grad_in, const T* up_in) noexcept {
+  constexpr Prec P = prec_for<T>;
+  const SigmoidConsts c = sigmoid_consts(o);
+  const double inv_norm = 1.0 / o.normalizer;
+  const std::int64_t C = lay.classes, inner = lay.inner;
+  const std::int64_t npos = lay.positions();
+  const std::int64_t ign = o.ignore_index;
+  // The gradient of a mean needs the count before the pass: a cheap pass over
+  // the labels only (1/C of the logits' traffic).
+  double gscale = inv_norm;
+  if (WantGrad && o.reduction == Reduction::mean) {
+    const std::int64_t counted = count_not_ignored(lab_in, npos, ign) * C;
+    if (counted > 0) gscale = inv_norm / static_cast<double>(counted);
+  }
+  const std::int64_t min_block = C >= 2048 ? 1 : 2048 / C;
+  const Blocking bl = make_blocking(npos, min_block);
+  BlockResults r;
+  for_each_block(bl.count, lay.elements(), get_num_threads(), [=, &r](std::int64_t b) {
+    FlushDenormalsScope ftz;
+    const T* const z = z_in;
+    const L* const lab = lab_in;
+    T* const loss_out = loss_in;
+    T* const grad_out = grad_in;
+    const T* const up = up_in;
+    const std::int64_t p0 = b * bl.block;
+    const std::int64_t p1 = p0 + bl.block < npos ? p0 + bl.block : npos;
+    double acc = 0.0;
+    std::int64_t cnt = 0;
+    std::int64_t anybad = 0;  // 64-bit: the same lane count as the double accumulator
+    // Walk the positions [p0, p1) as runs of constant o with i in [i0, i1).
+    for (std::int64_t pos = p0; pos < p1;) {
+      const std::int64_t o_idx = pos / inner;
+      const std::int64_t i0 = pos - o_idx * inner;
+      const std::int64_t i1 = (p1 - o_idx * inner) < inner ? p1 - o_idx * inner : inner;
+      const L* lrow = lab + o_idx * inner;
+      if (inner == 1) {
+        // One row of C contiguous logits: vectorize over classes.
+        const std::int64_t lv = static_cast<std::int64_t>(lrow[0]);
+        const bool badrow = label_bad(lrow[0], C, ign);
+        anybad |= badrow;
+        const bool ignored = lv == ign || badrow;
+        cnt += ignored ? 0 : C;
+        const std::int64_t base = o_idx * C;
+        double racc = 0.0;
+        FOCAL_NATIVE_SIMD_REDUCE(+, racc)
+        for (std::int64_t k = 0; k < C; ++k)
+          racc += label_step<P, G, StoreLoss, WantGrad, Up>(z, base + k, k == lv, ignored, c,
+                                                           inv_norm, gscale, loss_out, grad_out, up);
+        acc += racc;
+      } else {
+        for (std::int64_t i = i0; i < i1; ++i) {
+          const bool badi = label_bad(lrow[i], C, ign);
+          anybad |= badi;
+          cnt += (static_cast<std::int64_t>(lrow[i]) == ign || badi) ? 0 : C;
+        }
+        for (std::int64_t k = 0; k < C; ++k) {
+          const std::int64_t base = (o_idx * C + k) * inner;
+          double racc = 0.0;
+          FOCAL_NATIVE_SIMD_REDUCE(+, racc)
+          for (std::int64_t i = i0; i < i1; ++i) {
+            const std::int64_t lv = static_cast<std::int64_t>(lrow[i]);
+            const bool ignored = lv == ign || label_bad(lrow[i], C, ign);
+            racc += label_step<P, G, StoreLoss, WantGrad, Up>(z, base + i, k == lv, ignored, c,
+                                                             inv_norm, gscale, loss_out, grad_out, up);
+          }
+          acc += racc;
+        }
+      }
+      pos = o_idx * inner + i1;
+    }
+    r.partial[b] = acc;
+    r.counted[b] = cnt;
+    r.bad[b] = static_cast<unsigned char>(anybad != 0);
+  });
+  std::int64_t counted = 0;
+  for (std::int64_t b = 0; b < bl.count; ++b) {
+    if (r.bad[b]) {
+      Status st;
+      st.code = Status::bad_target;
+      const std::int64_t p1 = (b + 1) * bl.block < npos ? (b + 1) * bl.block : npos;
+      st.index = first_bad(b * bl.block, p1,
+                           [&](std::int64_t i) { return label_bad(lab_in[i], C, ign); });
+      return st;
+    }
+    counted += r.counted[b];
+  }
+  return finish(r, bl.count, inv_norm, o.reduction, counted);
+}
+
+// Picks the gamma specialisation and output combination at run time.
+template <class T, class Y, bool Labels>
+Status sigmoid_dispatch(const T* z, const Y* y, ClassLayout lay, const SigmoidOptions& o,
+                        T* loss_out, T* grad_out, const T* up) noexcept {
+  if (sigmoid_options_bad(o)) {
+    Status st;
+    st.code = Status::bad_argument;
+    return st;
+  }
+  const bool none = o.reduction == Reduction::none;
+  const bool store_loss = none && loss_out != nullptr;
+  const bool want_grad = grad_out != nullptr;
+  const bool use_up = want_grad && none && up != nullptr;
+  auto run = [&](auto g_tag) -> Status {
+    constexpr GammaKind G = decltype(g_tag)::value;
+    auto go = [&](auto sl, auto wg, auto u) -> Status {
+      constexpr bool SL = decltype(sl)::value, WG = decltype(wg)::value, U = decltype(u)::value;
+      if constexpr (Labels)
+        return sigmoid_labels<T, Y, G, SL, WG, U>(z, y, lay, o, loss_out, grad_out, up);
+      else
+        return sigmoid_elementwise<T, Y, G, SL, WG, U>(z, y, lay.elements(), o, loss_out,
+                                                      grad_out, up);
+    };
+    using F = std::false_type;
+    using Tr = std::true_type;
+    if (!want_grad) return store_loss ? go(Tr{}, F{}, F{}) : go(F{}, F{}, F{});
+    if (store_loss) return go(Tr{}, Tr{}, F{});
+    return use_up ? go(F{}, Tr{}, Tr{}) : go(F{}, Tr{}, F{});
+  };
+  if (o.gamma == 0.0) return run(std::integral_constant<GammaKind, GammaKind::zero>{});
+  if constexpr (std::is_same_v<T, float>) {
+    if (o.gamma == 2.0) return run(std::integral_constant<GammaKind, GammaKind::square>{});
+  }
+  return run(std::integral_constant<GammaKind, GammaKind::general>{});
+}
+
+}  // namespace detail
+
+// ---------------------------------------------------------------------------
+// Public entry points, elementwise targets (n logits, n targets).
+// T: float or double. Y: bool or an integer type holding 0/1 (hard labels),
+// or float/double in [0, 1] (soft targets; exact 0 and 1 give the hard-label
+// result bit for bit). With Reduction::none, loss_out[i] = FL_i / normalizer
+// and grad_out[i] = grad_output[i] * dFL_i/dz_i / normalizer (grad_output may
+// be nullptr: all ones); with mean/sum the reduced loss is Status::loss and
+// grad_out holds the gradient of that scalar. grad_out may alias logits.
+
+// Loss only. loss_out (n values) is written for Reduction::none and may be
+// nullptr otherwise.
+template <class T, class Y>
+Status sigmoid_focal_loss(const T* logits, const Y* targets, std::int64_t n,
+                          const SigmoidOptions& opt, T* loss_out) noexcept {
+  static_assert(detail::is_supported_value<T>, "logits must be float or double");
+  return detail::sigmoid_dispatch<T, Y, false>(logits, targets, {1, 1, n}, opt, loss_out,
+                                               nullptr, nullptr);
+}
+
+// Gradient of the (reduced) loss with respect to the logits.
+template <class T, class Y>
+Status sigmoid_focal_loss_grad(const T* logits, const Y* targets, std::int64_t n,
+                               const SigmoidOptions& opt, T* grad_out,
+                               const T* grad_output = nullptr) noexcept {
+  static_assert(detail::is_supported_value<T>, "logits must be float or double");
+  return detail::sigmoid_dispatch<T, Y, false>(logits, targets, {1, 1, n}, opt, nullptr,
+                                               grad_out, grad_output);
+}
+
+// Loss and gradient in one pass over memory.
+template <class T, class Y>
+Status sigmoid_focal_loss_with_grad(const T* logits, const Y* targets, std::int64_t n,
+                                    const SigmoidOptions& opt, T* loss_out,
+                                    T* grad_out) noexcept {
+  static_assert(detail::is_supported_value<T>, "logits must be float or double");
+  return detail::sigmoid_dispatch<T, Y, false>(logits, targets, {1, 1, n}, opt, loss_out,
+                                               grad_out, nullptr);
+}
+
+// ---------------------------------------------------------------------------
+// Class-index targets: logits laid out as (outer, classes, inner), labels as
+// (outer, inner) of an integer type. Element (o, k, i) is positive when its
+// label equals k; a label equal to `classes` is background (all negative);
+// opt.ignore_index ignores the position (no loss, no gradient, not counted in
+// a mean, whose count is the number of non-ignored positions times classes).
+// Any other label is reported as Status::bad_target with the label's index.
+
+template <class T, class L>
+Status sigmoid_focal_loss(const T* logits, const L* labels, ClassLayout layout,
+                          const SigmoidOptions& opt, T* loss_out) noexcept {
+  static_assert(std::is_integral_v<L>, "class-index labels must be integers");
+  return detail::sigmoid_dispatch<T, L, true>(logits, labels, layout, opt, loss_out, nullptr,
+                                              nullptr);
+}
+
+template <class T, class L>
+Status sigmoid_focal_loss_grad(const T* logits, const L* labels, ClassLayout layout,
+                               const SigmoidOptions& opt, T* grad_out,
+                               const T* grad_output = nullptr) noexcept {
+  static_assert(std::is_integral_v<L>, "class-index labels must be integers");
+  return detail::sigmoid_dispatch<T, L, true>(logits, labels, layout, opt, nullptr, grad_out,
+                                              grad_output);
+}
+
+template <class T, class L>
+Status sigmoid_focal_loss_with_grad(const T* logits, const L* labels, ClassLayout layout,
+                                    const SigmoidOptions& opt, T* loss_out,
+                                    T* grad_out) noexcept {
+  static_assert(std::is_integral_v<L>, "class-index labels must be integers");
+  return detail::sigmoid_dispatch<T, L, true>(logits, labels, layout, opt, loss_out, grad_out,
+                                              nullptr);
+}
+
+FOCAL_NATIVE_END_NAMESPACE

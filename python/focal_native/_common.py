@@ -1,0 +1,179 @@
+"""Policy shared by every public function: argument checks, dtype rules, layouts.
+
+The compiled kernels trust what they are given; everything a user can get
+wrong is checked here, once, with a message that names the argument.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import operator
+
+import numpy as np
+
+REDUCTIONS = ("none", "mean", "sum")
+REDUCTION_CODES = {"none": 0, "mean": 1, "sum": 2}
+VALUE_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+# Integer label dtypes the kernels read in place; other integer dtypes are
+# converted to int64 (one copy of the labels).
+LABEL_DTYPES = (np.dtype(np.uint8), np.dtype(np.int32), np.dtype(np.int64))
+
+
+def check_logits(logits, fname):
+    """Return `logits` as an ndarray of float32/float64 (no copy when possible)."""
+    arr = np.asarray(logits)
+    if arr.dtype not in VALUE_DTYPES:
+        raise TypeError(
+            f"{fname}: logits has unsupported dtype {arr.dtype}; supported dtypes are "
+            "float32 and float64"
+        )
+    return arr
+
+
+def contiguous(arr):
+    """Return a C-contiguous version of arr (a copy only when it is not)."""
+    return arr if arr.flags.c_contiguous else np.ascontiguousarray(arr)
+
+
+def check_reduction(reduction, fname):
+    if not isinstance(reduction, str) or reduction not in REDUCTIONS:
+        raise ValueError(
+            f"{fname}: reduction must be one of {', '.join(repr(r) for r in REDUCTIONS)}, "
+            f"got {reduction!r}"
+        )
+    return REDUCTION_CODES[reduction]
+
+
+def _real(value, name, fname):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "fiu":
+            return float(value)
+        raise TypeError(f"{fname}: {name} must be a real number, got {type(value).__name__}")
+    return float(value)
+
+
+def check_gamma(gamma, fname):
+    g = _real(gamma, "gamma", fname)
+    if not (math.isfinite(g) and g >= 0.0):
+        raise ValueError(f"{fname}: gamma must be finite and >= 0, got {gamma!r}")
+    return g
+
+
+def check_normalizer(normalizer, fname):
+    if normalizer is None:
+        return 1.0
+    v = _real(normalizer, "normalizer", fname)
+    if not (math.isfinite(v) and v > 0.0):
+        raise ValueError(f"{fname}: normalizer must be finite and > 0, got {normalizer!r}")
+    return v
+
+
+def check_axis(axis, ndim, fname):
+    try:
+        ax = operator.index(axis)
+    except TypeError:
+        raise TypeError(f"{fname}: axis must be an integer, got {type(axis).__name__}") from None
+    if ndim == 0:
+        raise ValueError(f"{fname}: logits must have at least one dimension (the class axis)")
+    if not -ndim <= ax < ndim:
+        raise ValueError(f"{fname}: axis {axis} is out of bounds for logits with {ndim} dimensions")
+    return ax % ndim
+
+
+def check_index(value, name, fname):
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{fname}: {name} must be an integer, got {type(value).__name__}") from None
+
+
+def layout(shape, axis):
+    """(outer, classes, inner) of `shape` around the class axis."""
+    outer = math.prod(shape[:axis])
+    return outer, shape[axis], math.prod(shape[axis + 1 :])
+
+
+def check_labels(targets, fname):
+    """Integer class-index labels in a dtype the kernels read (a copy if needed)."""
+    if targets.dtype in LABEL_DTYPES:
+        return contiguous(targets)
+    if targets.dtype.kind == "u" and targets.dtype.itemsize == 8 and targets.size:
+        big = np.flatnonzero(targets.ravel() > np.iinfo(np.int64).max)
+        if big.size:
+            idx = np.unravel_index(int(big[0]), targets.shape)
+            raise ValueError(
+                f"{fname}: targets{list(idx)} = {targets[idx]} is not a valid class index"
+            )
+    return np.ascontiguousarray(targets, dtype=np.int64)
+
+
+def check_out(out, name, shape, dtype, inputs, fname, allow_alias=None):
+    """Validate a caller-provided output array.
+
+    It must be an ndarray of exactly `dtype` and `shape`, C-contiguous and
+    writeable, and share no memory with any of `inputs`, except that it may be
+    exactly `allow_alias` (same data, same shape), for in-place gradients.
+    """
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{fname}: {name} must be a numpy.ndarray, got {type(out).__name__}")
+    if out.dtype != dtype:
+        raise TypeError(f"{fname}: {name} has dtype {out.dtype}, expected {dtype}")
+    if out.shape != tuple(shape):
+        raise ValueError(f"{fname}: {name} has shape {out.shape}, expected {tuple(shape)}")
+    if not out.flags.c_contiguous:
+        raise ValueError(f"{fname}: {name} must be C-contiguous")
+    if not out.flags.writeable:
+        raise ValueError(f"{fname}: {name} is read-only")
+    for arr in inputs:
+        if arr is None or arr.size == 0 or out.size == 0:
+            continue
+        if allow_alias is not None and arr is allow_alias and _same_memory(out, arr):
+            continue
+        if np.may_share_memory(out, arr):
+            what = "logits" if arr is allow_alias else "an input"
+            raise ValueError(
+                f"{fname}: {name} overlaps {what}; only the gradient may be written in place "
+                "over exactly the logits array"
+            )
+    return out
+
+
+def _same_memory(a, b):
+    return (
+        a.shape == b.shape
+        and a.dtype == b.dtype
+        and a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+        and a.strides == b.strides
+    )
+
+
+def check_grad_output(grad_output, shape, dtype, reduction, fname):
+    """The upstream gradient for reduction 'none', in the logits' dtype."""
+    if grad_output is None:
+        return None
+    if reduction != "none":
+        raise ValueError(
+            f"{fname}: grad_output is only accepted with reduction='none' "
+            f"(got reduction={reduction!r}); scale the result instead"
+        )
+    g = np.asarray(grad_output)
+    if g.dtype.kind not in "fiu" or g.dtype.kind == "b":
+        raise TypeError(f"{fname}: grad_output has unsupported dtype {g.dtype}")
+    if g.shape != tuple(shape):
+        raise ValueError(
+            f"{fname}: grad_output has shape {g.shape}, expected {tuple(shape)} "
+            "(the shape of the unreduced loss)"
+        )
+    if g.dtype != dtype:
+        g = g.astype(dtype)
+    return contiguous(g)
+
+
+def position(shape, flat_index):
+    """Human-readable position of a flat index in an array of `shape`."""
+    if len(shape) == 0:
+        return "[()]"
+    idx = np.unravel_index(int(flat_index), shape)
+    return "[" + ", ".join(str(int(i)) for i in idx) + "]"
