@@ -80,8 +80,38 @@ inline CallStatus sigmoid_entry(const SigmoidCall& c) {
   return st;
 }
 
+template <class T>
+CallStatus softmax_typed(const SoftmaxCall& c) {
+  fn::SoftmaxOptions o;
+  o.alpha = c.alpha;
+  o.alpha_scale = c.alpha_scale;
+  o.gamma = c.gamma;
+  o.normalizer = c.normalizer;
+  o.label_smoothing = c.label_smoothing;
+  o.reduction = static_cast<fn::Reduction>(c.reduction);
+  o.ignore_index = c.ignore_index;
+  const fn::ClassLayout lay{c.outer, c.classes, c.inner};
+  const T* z = static_cast<const T*>(c.logits);
+  T* loss = static_cast<T*>(c.loss_out);
+  T* grad = static_cast<T*>(c.grad_out);
+  const T* up = static_cast<const T*>(c.grad_up);
+  return with_target_type(c.targets_dtype, [&](auto tag) -> CallStatus {
+    using Y = std::remove_const_t<std::remove_pointer_t<decltype(tag)>>;
+    const Y* y = static_cast<const Y*>(c.targets);
+    if constexpr (std::is_same_v<Y, T> || std::is_same_v<Y, std::uint8_t> ||
+                  std::is_same_v<Y, std::int32_t> || std::is_same_v<Y, std::int64_t>) {
+      if (c.dense == std::is_floating_point_v<Y>)
+        return to_call_status(fn::detail::softmax_dispatch<T, Y>(z, y, lay, o, loss, grad, up));
+    }
+    CallStatus st;
+    st.code = fn::Status::bad_argument;
+    return st;
+  });
+}
+
 inline CallStatus softmax_entry(const SoftmaxCall& c) {
-  (void)c;
+  if (c.logits_dtype == DType::f32) return softmax_typed<float>(c);
+  if (c.logits_dtype == DType::f64) return softmax_typed<double>(c);
   CallStatus st;
   st.code = fn::Status::bad_argument;
   return st;

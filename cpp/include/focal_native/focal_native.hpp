@@ -6,3 +6,4 @@
 #include "version.hpp"
 #include "common.hpp"
 #include "sigmoid.hpp"
+#include "softmax.hpp"

@@ -180,9 +180,10 @@ FOCAL_NATIVE_INLINE void log1p_hilo(double x, double u, double inv, double& hi,
   lo = mul_add(c, inv, lo);
 }
 
-// log1p(x) for any x >= 0 (+inf gives +inf), correctly handling large x.
+// log1p(x) for any x > -1 (+inf gives +inf): the rounding error of u = 1 + x
+// is recovered exactly and added back as c/u.
 template <Prec P>
-FOCAL_NATIVE_INLINE double log1p_nonneg(double x) noexcept {
+FOCAL_NATIVE_INLINE double log1p_any(double x) noexcept {
   double u, c;
   two_sum(1.0, x, u, c);  // u + c == 1 + x exactly
   double hi, lo;

@@ -1,0 +1,599 @@
+// Multiclass (softmax) focal loss kernels: loss, gradient, and both in one
+// pass, for class-index targets (with optional label smoothing) and for dense
+// targets (one-hot, smoothed or soft), with the class axis anywhere.
+//
+// The logits are seen as (outer, classes, inner) (see ClassLayout). Positions
+// are processed in tiles: with inner == 1 each row is contiguous and the loops
+// over classes vectorize; with inner > 1 (NCHW segmentation) a tile is a run
+// of consecutive inner positions and the loops over positions vectorize, so no
+// transposed copy is ever made. Formulas: ../shared/NUMERICS.md ("Softmax").
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <type_traits>
+
+#include "common.hpp"
+#include "detail/config.hpp"
+#include "detail/fpenv.hpp"
+#include "detail/math.hpp"
+#include "detail/parallel.hpp"
+#include "detail/sigmoid_elem.hpp"
+#include "sigmoid.hpp"
+
+FOCAL_NATIVE_BEGIN_NAMESPACE
+namespace detail {
+
+inline constexpr std::int64_t kSoftmaxTile = 128;
+
+struct SoftmaxConsts {
+  const double* alpha;  // per-class weights or nullptr
+  double alpha_scale;
+  double gamma;
+  double smooth_on;   // index targets with smoothing: y of the labelled class
+  double smooth_off;  // ... and of every other class
+  std::int64_t classes;
+};
+
+FOCAL_NATIVE_INLINE double class_alpha(const SoftmaxConsts& c, std::int64_t k) noexcept {
+  return c.alpha ? c.alpha[k] * c.alpha_scale : c.alpha_scale;
+}
+
+// exp(z - m) with the conventions that make infinite logits well defined:
+// z == m gives exactly 1 (so +inf entries share the mass, an all -inf row is
+// uniform), and NaN propagates.
+FOCAL_NATIVE_INLINE double shifted(double z, double m) noexcept { return z == m ? 0.0 : z - m; }
+
+// 1 - p and log(1 - p) for a class with probability p = e / S, where
+// s_other = S - e is known as a sum (never formed as S - e): for p <= 1/2,
+// 1 - p is exact enough and log1p(-p) is accurate; for p > 1/2 (only the
+// arg-max class) q = s_other / S and log q = log(s_other) - log S, kept as
+// hi + lo because |log q| may be large.
+struct QLog {
+  double q, lq_hi, lq_lo;
+};
+
+template <Prec P>
+FOCAL_NATIVE_INLINE QLog q_and_log(double p, double s_other, double inv_s, double log_s) noexcept {
+  const double q_small = 1.0 - p;
+  const double lq_small = log1p_any<P>(-p);
+  double h, l;
+  log_hilo<P>(s_other, h, l);
+  double sh, se;
+  two_sum(h, -log_s, sh, se);
+  const bool big = p > 0.5;
+  QLog r;
+  r.q = big ? s_other * inv_s : q_small;
+  r.lq_hi = big ? sh : lq_small;
+  r.lq_lo = big ? se + l : 0.0;
+  return r;
+}
+
+// F = alpha q^g (g p (log p)/q - 1), the factor of the gradient, and the loss
+// alpha q^g (-log p), for one class with probability p (NUMERICS.md).
+struct FocalTerms {
+  double loss;
+  double f;
+};
+
+template <Prec P, GammaKind G>
+FOCAL_NATIVE_INLINE FocalTerms focal_terms(double alpha, double p, double log_p, const QLog& ql,
+                                           double gamma) noexcept {
+  const double qg = pow_from_log<P, G>(ql.q, ql.lq_hi, ql.lq_lo, gamma);
+  const double w = alpha * qg;
+  double inner = -1.0;
+  if constexpr (G != GammaKind::zero) {
+    // (log p)/q -> -1 as q -> 0; p log p -> 0 as p -> 0.
+    const double ratio = ql.q == 0.0 ? -1.0 : log_p / ql.q;
+    const double t = p == 0.0 ? 0.0 : p * ratio;
+    inner = mul_add(gamma, t, -1.0);
+  }
+  return {w * -log_p, w * inner};
+}
+
+// Per-position state of a tile.
+struct SoftmaxTile {
+  double m[kSoftmaxTile];      // row maximum
+  double s[kSoftmaxTile];      // sum of exp over the other classes (index: k != c; dense: k != argmax)
+  double a[kSoftmaxTile];      // index: exp(z_c - m); dense: unused
+  double zc[kSoftmaxTile];     // index: shifted logit of the labelled class
+  std::int64_t c[kSoftmaxTile];    // index: label (-1 when ignored or bad); dense: argmax
+  double f[kSoftmaxTile];      // gradient factor (index) / log S (dense)
+  double q[kSoftmaxTile];      // index: 1 - p_c; dense: T_rest
+  double inv_s[kSoftmaxTile];  // 1 / S
+  double t_all[kSoftmaxTile];  // dense: T = sum_k y_k F_k
+  double scale[kSoftmaxTile];  // gradient scale of the position (0 when ignored)
+  std::int64_t live[kSoftmaxTile];  // 1 when the position counts (not ignored, label valid); 64-bit like the doubles, so loops vectorize
+  double loss[kSoftmaxTile];
+};
+
+// Where element (t, k) of a tile lives: rows mode (inner == 1): base + t*C + k;
+// columns mode: base + k*inner + t.
+struct TileGeom {
+  std::int64_t base;
+  std::int64_t tstride;
+  std::int64_t kstride;
+  std::int64_t n;  // positions in the tile
+  FOCAL_NATIVE_INLINE std::int64_t at(std::int64_t t, std::int64_t k) const noexcept {
+    return base + t * tstride + k * kstride;
+  }
+};
+
+// ---------------------------------------------------------------------------
+// Class-index targets without label smoothing.
+
+template <class T, class L, GammaKind G, bool StoreLoss, bool WantGrad, bool Up>
+struct IndexKernel {
+  static constexpr Prec P = prec_for<T>;
+
+  // Pass 1 and 2: maximum, then the sums of exponentials.
+  static FOCAL_NATIVE_INLINE void sums(const T* z, const TileGeom& g, std::int64_t C,
+                                       SoftmaxTile& tl) noexcept {
+    if (g.kstride == 1) {
+      for (std::int64_t t = 0; t < g.n; ++t) {
+        const T* row = z + g.at(t, 0);
+        double m = -std::numeric_limits<double>::infinity();
+        int nan = 0;
+        FOCAL_NATIVE_PRAGMA(omp simd reduction(max : m) reduction(| : nan))
+        for (std::int64_t k = 0; k < C; ++k) {
+          const double v = static_cast<double>(row[k]);
+          m = v > m ? v : m;
+          nan |= v != v;
+        }
+        m = nan ? std::numeric_limits<double>::quiet_NaN() : m;
+        const std::int64_t c = tl.c[t];
+        double so = 0.0;
+        FOCAL_NATIVE_SIMD_REDUCE(+, so)
+        for (std::int64_t k = 0; k < C; ++k) {
+          const double e = exp_nonpos<P>(shifted(static_cast<double>(row[k]), m));
+          so += k == c ? 0.0 : e;
+        }
+        tl.m[t] = m;
+        tl.s[t] = so;
+      }
+    } else {
+      FOCAL_NATIVE_SIMD
+      for (std::int64_t t = 0; t < g.n; ++t) {
+        tl.m[t] = -std::numeric_limits<double>::infinity();
+        tl.s[t] = 0.0;
+      }
+      for (std::int64_t k = 0; k < C; ++k) {
+        const T* col = z + g.at(0, k);
+        FOCAL_NATIVE_SIMD
+        for (std::int64_t t = 0; t < g.n; ++t) {
+          const double v = static_cast<double>(col[t]);
+          const double m = tl.m[t];
+          // NaN sticks once seen: m becomes NaN and every comparison keeps it.
+          tl.m[t] = (v > m || v != v) ? v : m;
+        }
+      }
+      for (std::int64_t k = 0; k < C; ++k) {
+        const T* col = z + g.at(0, k);
+        FOCAL_NATIVE_SIMD
+        for (std::int64_t t = 0; t < g.n; ++t) {
+          const double e = exp_nonpos<P>(shifted(static_cast<double>(col[t]), tl.m[t]));
+          tl.s[t] += k == tl.c[t] ? 0.0 : e;
+        }
+      }
+    }
+  }
+
+  // Per position: loss and gradient factor.
+  static FOCAL_NATIVE_INLINE void finish(const T* z, const TileGeom& g, const SoftmaxConsts& sc,
+                                         SoftmaxTile& tl) noexcept {
+    for (std::int64_t t = 0; t < g.n; ++t) {
+      const std::int64_t c = tl.c[t];
+      const double zc = c >= 0 ? static_cast<double>(z[g.at(t, c)]) : 0.0;
+      tl.zc[t] = shifted(zc, tl.m[t]);
+      tl.a[t] = c >= 0 ? class_alpha(sc, c) : 0.0;
+    }
+    FOCAL_NATIVE_SIMD
+    for (std::int64_t t = 0; t < g.n; ++t) {
+      const double d = tl.zc[t];
+      const double a = exp_nonpos<P>(d);
+      const double so = tl.s[t];
+      const double S = so + a;
+      const double inv_s = 1.0 / S;
+      const double p = a * inv_s;
+      const bool cmax = d == 0.0;
+      const double log_s = log_pos<P>(S);
+      const double log_p = cmax ? -log1p_any<P>(so) : d - log_s;
+      const QLog ql = q_and_log<P>(p, so, inv_s, log_s);
+      const FocalTerms ft = focal_terms<P, G>(tl.a[t], p, log_p, ql, sc.gamma);
+      const bool live = tl.live[t] != 0;
+      tl.loss[t] = live ? ft.loss : 0.0;
+      tl.f[t] = live ? ft.f * tl.scale[t] : 0.0;
+      tl.q[t] = ql.q;
+      tl.inv_s[t] = inv_s;
+    }
+  }
+
+  static FOCAL_NATIVE_INLINE void grad_step(const T* row, T* grow, std::int64_t k, double m,
+                                            std::int64_t c, double fq, double nfs) noexcept {
+    const double e = exp_nonpos<P>(shifted(static_cast<double>(row[k]), m));
+    grow[k] = static_cast<T>(k == c ? fq : nfs * e);
+  }
+
+  // Pass 3: dFL/dz_k = F (delta_kc - p_k), using q for k == c.
+  static FOCAL_NATIVE_INLINE void grad(const T* z, T* go, const TileGeom& g, std::int64_t C,
+                                       const SoftmaxTile& tl) noexcept {
+    if (g.kstride == 1) {
+      for (std::int64_t t = 0; t < g.n; ++t) {
+        const T* row = z + g.at(t, 0);
+        T* grow = go + g.at(t, 0);
+        const double m = tl.m[t], f = tl.f[t], fq = f * tl.q[t], nfs = -f * tl.inv_s[t];
+        const std::int64_t c = tl.c[t];
+        if (tl.live[t] == 0) {
+          for (std::int64_t k = 0; k < C; ++k) grow[k] = T(0);
+          continue;
+        }
+        FOCAL_NATIVE_SIMD
+        for (std::int64_t k = 0; k < C; ++k) grad_step(row, grow, k, m, c, fq, nfs);
+      }
+    } else {
+      for (std::int64_t k = 0; k < C; ++k) {
+        const T* col = z + g.at(0, k);
+        T* gcol = go + g.at(0, k);
+        FOCAL_NATIVE_SIMD
+        for (std::int64_t t = 0; t < g.n; ++t) {
+          const double e = exp_nonpos<P>(shifted(static_cast<double>(col[t]), tl.m[t]));
+          const double f = tl.f[t];
+          const double gk = k == tl.c[t] ? f * tl.q[t] : -f * tl.inv_s[t] * e;
+          gcol[t] = static_cast<T>(tl.live[t] != 0 ? gk : 0.0);
+        }
+      }
+    }
+  }
+};
+
+// ---------------------------------------------------------------------------
+// Dense targets (Y == T), or class indices with label smoothing (Y integral).
+// FL = -sum_k alpha_k y_k (1 - p_k)^g log p_k,
+// dFL/dz_j = y_j F_j (1 - p_j) - p_j sum_{k != j} y_k F_k.
+
+template <class T, class Y, GammaKind G, bool StoreLoss, bool WantGrad, bool Up>
+struct DenseKernel {
+  static constexpr Prec P = prec_for<T>;
+  static constexpr bool kDense = std::is_floating_point_v<Y>;
+
+  // Target weight y_k of element (t, k).
+  static FOCAL_NATIVE_INLINE double target(const Y* y, const TileGeom& g, const SoftmaxConsts& sc,
+                                           const SoftmaxTile& tl, std::int64_t t,
+                                           std::int64_t k, std::int64_t label) noexcept {
+    if constexpr (kDense) {
+      (void)sc, (void)tl, (void)label;
+      return static_cast<double>(y[g.at(t, k)]);
+    } else {
+      (void)y, (void)g, (void)t;
+      return k == label ? sc.smooth_on : sc.smooth_off;
+    }
+  }
+
+  // Pass 1 and 2: maximum and arg-max (first maximal class), then the sum of
+  // exponentials over the classes other than the arg-max.
+  static FOCAL_NATIVE_INLINE void sums(const T* z, const TileGeom& g, std::int64_t C,
+                                       SoftmaxTile& tl) noexcept {
+    for (std::int64_t t = 0; t < g.n; ++t) {
+      double m = -std::numeric_limits<double>::infinity();
+      std::int64_t am = 0;
+      bool nan = false;
+      for (std::int64_t k = 0; k < C; ++k) {
+        const double v = static_cast<double>(z[g.at(t, k)]);
+        nan |= v != v;
+        if (v > m) {
+          m = v;
+          am = k;
+        }
+      }
+      tl.m[t] = nan ? std::numeric_limits<double>::quiet_NaN() : m;
+      tl.a[t] = static_cast<double>(am);
+    }
+    for (std::int64_t t = 0; t < g.n; ++t) {
+      const double m = tl.m[t];
+      const std::int64_t am = static_cast<std::int64_t>(tl.a[t]);
+      double sr = 0.0;
+      FOCAL_NATIVE_SIMD_REDUCE(+, sr)
+      for (std::int64_t k = 0; k < C; ++k) {
+        const double e = exp_nonpos<P>(shifted(static_cast<double>(z[g.at(t, k)]), m));
+        sr += k == am ? 0.0 : e;
+      }
+      tl.s[t] = sr;
+    }
+  }
+
+  // Probability terms of element (t, k): p, log p, and (1 - p, its log).
+  struct Elem {
+    double p, log_p;
+    QLog ql;
+  };
+  static FOCAL_NATIVE_INLINE Elem elem(double zk, std::int64_t k, const SoftmaxTile& tl,
+                                       std::int64_t t, double log_s) noexcept {
+    const double d = shifted(zk, tl.m[t]);
+    const double p = exp_nonpos<P>(d) * tl.inv_s[t];
+    const double log_p = d - log_s;
+    const bool is_am = k == static_cast<std::int64_t>(tl.a[t]);
+    // s_other for the arg-max is the stored sum; other classes never use it
+    // (their p <= 1/2), so any positive value keeps the unused branch finite.
+    const QLog ql = q_and_log<P>(p, is_am ? tl.s[t] : 1.0, tl.inv_s[t], log_s);
+    return {p, log_p, ql};
+  }
+
+  static FOCAL_NATIVE_INLINE void run(const T* z, const Y* y, T* go, const TileGeom& g,
+                                      const SoftmaxConsts& sc, const std::int64_t* labels,
+                                      SoftmaxTile& tl) noexcept {
+    const std::int64_t C = sc.classes;
+    sums(z, g, C, tl);
+    for (std::int64_t t = 0; t < g.n; ++t) {
+      const double sr = tl.s[t];
+      tl.f[t] = log1p_any<P>(sr);  // log S
+      tl.inv_s[t] = 1.0 / (1.0 + sr);
+    }
+    // Pass 3: loss, T and T_rest (sums of y_k F_k over all k / over k != arg-max).
+    for (std::int64_t t = 0; t < g.n; ++t) {
+      const double log_s = tl.f[t];
+      const std::int64_t label = labels ? labels[t] : -1;
+      const std::int64_t am = static_cast<std::int64_t>(tl.a[t]);
+      double loss = 0.0, tall = 0.0, trest = 0.0;
+      FOCAL_NATIVE_PRAGMA(omp simd reduction(+ : loss, tall, trest))
+      for (std::int64_t k = 0; k < C; ++k) {
+        const Elem e = elem(static_cast<double>(z[g.at(t, k)]), k, tl, t, log_s);
+        const double yk = target(y, g, sc, tl, t, k, label);
+        const FocalTerms ft = focal_terms<P, G>(class_alpha(sc, k), e.p, e.log_p, e.ql, sc.gamma);
+        const double yl = yk == 0.0 ? 0.0 : yk * ft.loss;  // 0 * inf -> 0
+        const double yf = yk * ft.f;
+        loss += yl;
+        tall += yf;
+        trest += k == am ? 0.0 : yf;
+      }
+      tl.loss[t] = tl.live[t] != 0 ? loss : 0.0;
+      tl.t_all[t] = tall;
+      tl.q[t] = trest;
+    }
+    if constexpr (WantGrad) {
+      // Pass 4: recompute the per-class terms (the gradient may overwrite the
+      // logits in place, so nothing is parked in the output).
+      for (std::int64_t t = 0; t < g.n; ++t) {
+        const double log_s = tl.f[t];
+        const std::int64_t label = labels ? labels[t] : -1;
+        const std::int64_t am = static_cast<std::int64_t>(tl.a[t]);
+        const double tall = tl.t_all[t], trest = tl.q[t], scale = tl.scale[t];
+        const bool live = tl.live[t] != 0;
+        // Pass 4 reads z[j] before writing go[j] at the same index only.
+        for (std::int64_t k = 0; k < C; ++k) {
+          const std::int64_t j = g.at(t, k);
+          const Elem e = elem(static_cast<double>(z[j]), k, tl, t, log_s);
+          const double yk = target(y, g, sc, tl, t, k, label);
+          const FocalTerms ft = focal_terms<P, G>(class_alpha(sc, k), e.p, e.log_p, e.ql, sc.gamma);
+          const double yf = yk * ft.f;
+          const double rest = k == am ? trest : tall - yf;
+          const double gk = mul_add(yf, e.ql.q, -(e.p * rest));
+          go[j] = static_cast<T>(live ? gk * scale : 0.0);
+        }
+      }
+    }
+  }
+};
+
+inline bool softmax_options_bad(const SoftmaxOptions& o, std::int64_t classes) noexcept {
+  if (!(o.gamma >= 0.0) || !(o.gamma <= std::numeric_limits<double>::max())) return true;
+  if (!(o.alpha_scale >= 0.0) || !(o.alpha_scale <= std::numeric_limits<double>::max()))
+    return true;
+  if (!(o.normalizer > 0.0) || !(o.normalizer <= std::numeric_limits<double>::max())) return true;
+  if (!(o.label_smoothing >= 0.0 && o.label_smoothing < 1.0)) return true;
+  if (o.alpha) {
+    for (std::int64_t k = 0; k < classes; ++k)
+      if (!(o.alpha[k] >= 0.0) || !(o.alpha[k] <= std::numeric_limits<double>::max())) return true;
+  }
+  return false;
+}
+
+// Whether a dense target is outside [0, 1] (or NaN).
+template <class Y>
+FOCAL_NATIVE_INLINE bool dense_bad(Y v) noexcept {
+  return !(v >= Y(0) && v <= Y(1));
+}
+
+template <class T, class Y, GammaKind G, bool StoreLoss, bool WantGrad, bool Up>
+Status softmax_run(const T* z_in, const Y* y_in, ClassLayout lay, const SoftmaxOptions& o,
+                   T* loss_in, T* grad_in, const T* up_in) noexcept {
+  constexpr bool kDense = std::is_floating_point_v<Y>;
+  const std::int64_t C = lay.classes, inner = lay.inner, npos = lay.positions();
+  const std::int64_t ign = o.ignore_index;
+  const bool smoothing = !kDense && o.label_smoothing > 0.0;
+  SoftmaxConsts sc;
+  sc.alpha = o.alpha;
+  sc.alpha_scale = o.alpha_scale;
+  sc.gamma = o.gamma;
+  sc.classes = C;
+  sc.smooth_off = C > 0 ? o.label_smoothing / static_cast<double>(C) : 0.0;
+  sc.smooth_on = (1.0 - o.label_smoothing) + sc.smooth_off;
+  const double inv_norm = 1.0 / o.normalizer;
+  double gscale = inv_norm;
+  if (WantGrad && o.reduction == Reduction::mean) {
+    std::int64_t counted = npos;
+    if constexpr (!kDense) counted = count_not_ignored(y_in, npos, ign);
+    if (counted > 0) gscale = inv_norm / static_cast<double>(counted);
+  }
+  // Labels outside [0, C) that are not ignore_index are bad.
+  auto label_is_bad = [C, ign](Y v) {
+    if constexpr (kDense) {
+      (void)C, (void)ign;
+      return dense_bad(v);
+    } else {
+      if constexpr (std::is_unsigned_v<Y> && sizeof(Y) == 8)
+        if (v > static_cast<Y>(std::numeric_limits<std::int64_t>::max())) return true;
+      const auto lv = static_cast<std::int64_t>(v);
+      return (lv < 0 || lv >= C) && lv != ign;
+    }
+  };
+  const std::int64_t min_block = C >= 4096 ? 1 : 4096 / (C > 0 ? C : 1);
+  const Blocking bl = make_blocking(npos, min_block);
+  BlockResults r;
+  for_each_block(bl.count, lay.elements(), get_num_threads(), [=, &r](std::int64_t b) {
+    FlushDenormalsScope ftz;
+    SoftmaxTile tl;
+    std::int64_t labels[kSoftmaxTile];
+    const T* const z = z_in;
+    const Y* const y = y_in;
+    T* const loss_out = loss_in;
+    T* const go = grad_in;
+    const T* const up = up_in;
+    const std::int64_t p0 = b * bl.block;
+    const std::int64_t p1 = p0 + bl.block < npos ? p0 + bl.block : npos;
+    double acc = 0.0;
+    std::int64_t cnt = 0;
+    bool anybad = false;
+    for (std::int64_t pos = p0; pos < p1;) {
+      // A tile: up to kSoftmaxTile positions of one `o` (rows mode: rows).
+      const std::int64_t o_idx = pos / inner;
+      const std::int64_t i0 = pos - o_idx * inner;
+      std::int64_t n = p1 - pos;
+      if (inner > 1 && n > inner - i0) n = inner - i0;
+      if (n > kSoftmaxTile) n = kSoftmaxTile;
+      TileGeom g;
+      if (inner == 1) {
+        g = {pos * C, C, 1, n};
+      } else {
+        g = {o_idx * C * inner + i0, 1, inner, n};
+      }
+      // Labels / validity of the positions.
+      for (std::int64_t t = 0; t < n; ++t) {
+        bool live = true;
+        if constexpr (kDense) {
+          bool bad = false;
+          for (std::int64_t k = 0; k < C; ++k) bad |= dense_bad(y[g.at(t, k)]);
+          anybad |= bad;
+          tl.c[t] = -1;
+        } else {
+          const Y v = y[pos + t];
+          const bool bad = label_is_bad(v);
+          anybad |= bad;
+          const auto lv = static_cast<std::int64_t>(v);
+          live = !bad && lv != ign;
+          tl.c[t] = live ? lv : -1;
+          labels[t] = tl.c[t];
+        }
+        cnt += live ? 1 : 0;
+        tl.live[t] = live ? 1 : 0;
+        double sc_t = live ? gscale : 0.0;
+        if constexpr (Up) sc_t *= static_cast<double>(up[pos + t]);
+        tl.scale[t] = sc_t;
+      }
+      if (kDense || smoothing) {
+        DenseKernel<T, Y, G, StoreLoss, WantGrad, Up>::run(z, y, go, g, sc,
+                                                           kDense ? nullptr : labels, tl);
+      } else {
+        using K = IndexKernel<T, Y, G, StoreLoss, WantGrad, Up>;
+        K::sums(z, g, C, tl);
+        K::finish(z, g, sc, tl);
+        if constexpr (WantGrad) K::grad(z, go, g, C, tl);
+      }
+      for (std::int64_t t = 0; t < n; ++t) {
+        acc += tl.loss[t];
+        if constexpr (StoreLoss) loss_out[pos + t] = static_cast<T>(tl.loss[t] * inv_norm);
+      }
+      pos += n;
+    }
+    r.partial[b] = acc;
+    r.counted[b] = cnt;
+    r.bad[b] = static_cast<unsigned char>(anybad);
+  });
+  std::int64_t counted = 0;
+  for (std::int64_t b = 0; b < bl.count; ++b) {
+    if (r.bad[b]) {
+      Status st;
+      st.code = Status::bad_target;
+      const std::int64_t p1 = (b + 1) * bl.block < npos ? (b + 1) * bl.block : npos;
+      if constexpr (kDense) {
+        // The lowest flat index into the dense targets (with inner > 1 it need
+        // not lie in this block of positions): an error path, so just scan.
+        st.index = first_bad(0, lay.elements(), [&](std::int64_t j) { return dense_bad(y_in[j]); });
+      } else {
+        st.index = first_bad(b * bl.block, p1, [&](std::int64_t i) { return label_is_bad(y_in[i]); });
+      }
+      return st;
+    }
+    counted += r.counted[b];
+  }
+  return finish(r, bl.count, inv_norm, o.reduction, counted);
+}
+
+template <class T, class Y>
+Status softmax_dispatch(const T* z, const Y* y, ClassLayout lay, const SoftmaxOptions& o,
+                        T* loss_out, T* grad_out, const T* up) noexcept {
+  static_assert(is_supported_value<T>, "logits must be float or double");
+  static_assert(std::is_integral_v<Y> || std::is_same_v<Y, T>,
+                "targets must be integer class indices or dense targets of the logits' type");
+  if (lay.outer < 0 || lay.classes < 0 || lay.inner < 0 || softmax_options_bad(o, lay.classes)) {
+    Status st;
+    st.code = Status::bad_argument;
+    return st;
+  }
+  if (lay.classes == 0 && lay.positions() > 0) {
+    // Softmax over zero classes is undefined.
+    Status st;
+    st.code = Status::bad_argument;
+    return st;
+  }
+  const bool none = o.reduction == Reduction::none;
+  const bool store_loss = none && loss_out != nullptr;
+  const bool want_grad = grad_out != nullptr;
+  const bool use_up = want_grad && none && up != nullptr;
+  auto run = [&](auto g_tag) -> Status {
+    constexpr GammaKind G = decltype(g_tag)::value;
+    auto go = [&](auto sl, auto wg, auto u) -> Status {
+      return softmax_run<T, Y, G, decltype(sl)::value, decltype(wg)::value, decltype(u)::value>(
+          z, y, lay, o, loss_out, grad_out, up);
+    };
+    using F = std::false_type;
+    using Tr = std::true_type;
+    if (!want_grad) return store_loss ? go(Tr{}, F{}, F{}) : go(F{}, F{}, F{});
+    if (store_loss) return go(Tr{}, Tr{}, F{});
+    return use_up ? go(F{}, Tr{}, Tr{}) : go(F{}, Tr{}, F{});
+  };
+  if (o.gamma == 0.0) return run(std::integral_constant<GammaKind, GammaKind::zero>{});
+  if constexpr (std::is_same_v<T, float>) {
+    if (o.gamma == 2.0) return run(std::integral_constant<GammaKind, GammaKind::square>{});
+  }
+  return run(std::integral_constant<GammaKind, GammaKind::general>{});
+}
+
+}  // namespace detail
+
+// ---------------------------------------------------------------------------
+// Public entry points. Logits laid out as (outer, classes, inner). Targets:
+//   - Y integral: class indices, outer*inner of them (position o*inner + i);
+//     opt.ignore_index ignores a position (no loss, zero gradient, not counted
+//     in a mean); opt.label_smoothing eps gives y = (1 - eps) onehot + eps / C;
+//     any other label outside [0, C) is reported as Status::bad_target;
+//   - Y == T: dense targets in [0, 1] with the logits' layout (Keras'
+//     categorical focal loss); a value outside [0, 1] is Status::bad_target
+//     with its flat index.
+// With Reduction::none, loss_out holds outer*inner values FL / normalizer and
+// grad_output (nullable) outer*inner upstream gradients. grad_out (the
+// logits' size) may alias logits.
+
+template <class T, class Y>
+Status softmax_focal_loss(const T* logits, const Y* targets, ClassLayout layout,
+                          const SoftmaxOptions& opt, T* loss_out) noexcept {
+  return detail::softmax_dispatch<T, Y>(logits, targets, layout, opt, loss_out, nullptr, nullptr);
+}
+
+template <class T, class Y>
+Status softmax_focal_loss_grad(const T* logits, const Y* targets, ClassLayout layout,
+                               const SoftmaxOptions& opt, T* grad_out,
+                               const T* grad_output = nullptr) noexcept {
+  return detail::softmax_dispatch<T, Y>(logits, targets, layout, opt, nullptr, grad_out,
+                                        grad_output);
+}
+
+template <class T, class Y>
+Status softmax_focal_loss_with_grad(const T* logits, const Y* targets, ClassLayout layout,
+                                    const SoftmaxOptions& opt, T* loss_out,
+                                    T* grad_out) noexcept {
+  return detail::softmax_dispatch<T, Y>(logits, targets, layout, opt, loss_out, grad_out,
+                                        nullptr);
+}
+
+FOCAL_NATIVE_END_NAMESPACE
