@@ -30,14 +30,20 @@
 #define FOCAL_NATIVE_RESTRICT
 #endif
 
+// `omp simd` asks the compiler to vectorize a loop (FOCAL_NATIVE_PRAGMA is
+// used for `omp simd` only). The pragma is emitted where the compiler
+// understands it: with -fopenmp (which defines _OPENMP), or with -fopenmp-simd
+// when FOCAL_NATIVE_OPENMP_SIMD is defined too (no predefined macro reveals
+// -fopenmp-simd). Otherwise it is left out, so that a consumer compiling with
+// -Wall -Werror and no OpenMP flag gets no "ignoring #pragma omp simd"
+// (-Wunknown-pragmas); the loops then compile serial, vectorized where the
+// compiler manages by itself.
+#if defined(_OPENMP) || defined(FOCAL_NATIVE_OPENMP_SIMD)
 #define FOCAL_NATIVE_PRAGMA(x) _Pragma(#x)
-// `omp simd` asks the compiler to vectorize a loop. It needs only -fopenmp-simd
-// (or -fopenmp); without either flag the pragma is ignored and the loop still
-// compiles, serial and scalar.
-#if defined(_OPENMP) || defined(__clang__) || defined(__GNUC__)
 #define FOCAL_NATIVE_SIMD FOCAL_NATIVE_PRAGMA(omp simd)
 #define FOCAL_NATIVE_SIMD_REDUCE(op, var) FOCAL_NATIVE_PRAGMA(omp simd reduction(op : var))
 #else
+#define FOCAL_NATIVE_PRAGMA(x)
 #define FOCAL_NATIVE_SIMD
 #define FOCAL_NATIVE_SIMD_REDUCE(op, var)
 #endif
