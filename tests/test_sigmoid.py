@@ -14,6 +14,7 @@ import math
 import subprocess
 import sys
 import textwrap
+import warnings
 import zlib
 
 import focal_native as fn
@@ -904,3 +905,19 @@ def test_subnormal_soft_targets_are_not_flushed(dtype):
     expected = ref.sigmoid_focal_loss(z, y, gamma=0.0)
     assert expected[0] > 0
     ft.assert_close(lo, expected)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="FINDING: a float32 'mean'/'sum' beyond float32's range (e.g. z=1.7e38, y=0, "
+    "normalizer=0.5) raises numpy's RuntimeWarning 'overflow encountered in cast' from "
+    "the Python layer (an error under -W error), while reduction='none' returns inf silently",
+)
+def test_float32_reduction_overflow_is_silent_like_none():
+    z = np.array([1.7e38], dtype=np.float32)
+    t = np.array([0])
+    kw = dict(alpha=None, gamma=0.0, normalizer=0.5)
+    assert np.isinf(fn.sigmoid_focal_loss(z, t, **kw)[0])  # 'none': inf, no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.isinf(fn.sigmoid_focal_loss(z, t, reduction="sum", **kw))
