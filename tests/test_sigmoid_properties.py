@@ -206,6 +206,7 @@ def test_gradient_is_finite_and_with_grad_is_bitwise_the_separate_calls(problem,
 N_BIG = 300_007
 
 
+@pytest.mark.slow
 @settings(max_examples=12, deadline=None)
 @given(
     dtype=st.sampled_from([F32, F64]),
