@@ -1,0 +1,5 @@
+// Compiles the softmax class-index (1 of 2) kernels the tests call (see instantiations.hpp).
+#define FN_TEST_INSTANTIATE
+#include "instantiations.hpp"
+
+FN_TEST_SOFTMAX_INDEX_TYPES_1(FN_TEST_SOFTMAX, )
