@@ -159,8 +159,8 @@ def test_install_tree(project):
     cmake_dir = p / "share" / "cmake" / "focal_native"
     config = (cmake_dir / "focal_nativeConfig.cmake").read_text()
     assert config.startswith("# focal_native CMake package")
-    assert "OpenMP" in config and "@PACKAGE_INIT@" not in config
-    assert "find_package(focal_native CONFIG REQUIRED)" in config
+    assert "OpenMP" in config
+    assert "find_package(focal_native" in config and "focal_native::focal_native" in config
     version = (cmake_dir / "focal_nativeConfigVersion.cmake").read_text()
     assert f'set(PACKAGE_VERSION "{header_version()}")' in version
     assert "CMAKE_SIZEOF_VOID_P" not in version  # ARCH_INDEPENDENT: header-only
@@ -223,7 +223,10 @@ def consumers(project, workdir):
         if key not in built:
             defines, expected_dir = SOURCES[source](project)
             bdir = workdir / f"consumer-{source}{'-omp' if openmp else ''}"
-            configure(CONSUMER, bdir, *defines, f"-DCONSUMER_OPENMP={'ON' if openmp else 'OFF'}")
+            # -O1: a third of -O3's compile time; the kernels' numerics at -O3
+            # are the business of cpp/tests, this checks the package and the API.
+            configure(CONSUMER, bdir, *defines, f"-DCONSUMER_OPENMP={'ON' if openmp else 'OFF'}",
+                      "-DCMAKE_CXX_FLAGS_RELEASE=-O1 -DNDEBUG")
             built[key] = (bdir, expected_dir)
         return built[key]
 

@@ -191,7 +191,7 @@ int main() {
   {
     const std::vector<double> z(12, 0.0);
     std::vector<double> loss(4);
-    const std::vector<std::int64_t> labels = {0, 7, 1, 9};
+    const std::vector<std::int32_t> labels = {0, 7, 1, 9};
     const fn::Status s = fn::softmax_focal_loss(z.data(), labels.data(), {4, 3, 1},
                                                 fn::SoftmaxOptions{}, loss.data());
     expect(!s && s.code == fn::Status::bad_target && s.index == 1, "softmax_bad_label");
