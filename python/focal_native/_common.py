@@ -47,6 +47,9 @@ def check_reduction(reduction, fname):
 
 
 def _real(value, name, fname):
+    t = type(value)
+    if t is float or t is int:  # the common case, without the ABC machinery
+        return float(value)
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "fiu":
             return float(value)
@@ -102,9 +105,10 @@ def check_labels(targets, fname):
     if targets.dtype.kind == "u" and targets.dtype.itemsize == 8 and targets.size:
         big = np.flatnonzero(targets.ravel() > np.iinfo(np.int64).max)
         if big.size:
-            idx = np.unravel_index(int(big[0]), targets.shape)
+            flat = int(big[0])
             raise ValueError(
-                f"{fname}: targets{list(idx)} = {targets[idx]} is not a valid class index"
+                f"{fname}: targets{position(targets.shape, flat)} = "
+                f"{int(targets.reshape(-1)[flat])} is not a valid class index"
             )
     return np.ascontiguousarray(targets, dtype=np.int64)
 
@@ -129,7 +133,7 @@ def check_out(out, name, shape, dtype, inputs, fname, allow_alias=None):
     for arr in inputs:
         if arr is None or arr.size == 0 or out.size == 0:
             continue
-        if allow_alias is not None and arr is allow_alias and _same_memory(out, arr):
+        if allow_alias is not None and arr is allow_alias and (out is arr or _same_memory(out, arr)):
             continue
         if np.may_share_memory(out, arr):
             what = "logits" if arr is allow_alias else "an input"
@@ -144,8 +148,8 @@ def _same_memory(a, b):
     return (
         a.shape == b.shape
         and a.dtype == b.dtype
-        and a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
         and a.strides == b.strides
+        and a.ctypes.data == b.ctypes.data
     )
 
 
@@ -177,3 +181,28 @@ def position(shape, flat_index):
         return "[()]"
     idx = np.unravel_index(int(flat_index), shape)
     return "[" + ", ".join(str(int(i)) for i in idx) + "]"
+
+
+def to_value_dtype(targets, dtype, fname):
+    """Float targets in the logits' dtype, range-checked before any rounding.
+
+    A conversion (e.g. float64 targets with float32 logits) could round a value
+    just outside [0, 1] onto it, so such targets are checked here first.
+    """
+    if targets.dtype == dtype:
+        return contiguous(targets)
+    if targets.dtype.kind == "f":
+        bad = ~((targets >= 0) & (targets <= 1))
+        if bad.any():
+            flat = int(np.flatnonzero(bad.ravel())[0])
+            raise ValueError(
+                f"{fname}: targets{position(targets.shape, flat)} = "
+                f"{targets.reshape(-1)[flat]} is outside [0, 1]"
+            )
+    return np.ascontiguousarray(targets, dtype=dtype)
+
+
+def scalar_result(dtype, value):
+    """The reduced loss as a NumPy scalar of the logits' dtype (inf if it overflows)."""
+    with np.errstate(over="ignore"):
+        return dtype.type(value)

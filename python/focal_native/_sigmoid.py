@@ -51,7 +51,7 @@ def _prepare_targets(z, targets, axis, fname):
             else:
                 k = t.view(np.uint64)
         else:
-            k = c.contiguous(t) if t.dtype == z.dtype else np.ascontiguousarray(t, dtype=z.dtype)
+            k = c.to_value_dtype(t, z.dtype, fname)
         return k, False, (1, 1, n), t
     if kind in "iu" and z.ndim >= 1:
         ax = c.check_axis(axis, z.ndim, fname)
@@ -118,7 +118,7 @@ def _run(fname, logits, targets, alpha, gamma, reduction, normalizer, axis, igno
         raise ValueError(_bad_target_message(fname, original, labels, classes, index))
     if code != 0:  # pragma: no cover - the checks above make this unreachable
         raise RuntimeError(f"{fname}: internal error (kernel status {code})")
-    loss = loss_arr if reduction == "none" else z.dtype.type(value)
+    loss = loss_arr if reduction == "none" else c.scalar_result(z.dtype, value)
     return loss, grad_arr
 
 
@@ -203,6 +203,9 @@ def sigmoid_focal_loss_grad(logits, targets, alpha=0.25, gamma=2.0, reduction="n
         Where to write the gradient (exact dtype and shape, C-contiguous,
         writeable). It may be the ``logits`` array itself (in place); any other
         overlap with an input is rejected.
+        Targets are validated in the same pass that writes the gradient, so
+        after an error (a bad target) its contents are unspecified, also when
+        it is the ``logits`` array.
 
     Returns
     -------

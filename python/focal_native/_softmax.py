@@ -66,7 +66,7 @@ def _run(fname, logits, targets, alpha, gamma, reduction, axis, ignore_index, la
         kt = c.check_labels(t, fname)
     elif kind in "fb" and t.shape == z.shape:
         dense = True
-        kt = c.contiguous(t) if t.dtype == z.dtype else np.ascontiguousarray(t, dtype=z.dtype)
+        kt = c.to_value_dtype(t, z.dtype, fname) if kind == "f" else t.astype(z.dtype)
         if eps > 0.0:
             bad = ~((kt >= 0) & (kt <= 1))
             if bad.any():
@@ -125,7 +125,7 @@ def _run(fname, logits, targets, alpha, gamma, reduction, axis, ignore_index, la
         raise ValueError(msg)
     if code != 0:  # pragma: no cover - the checks above make this unreachable
         raise RuntimeError(f"{fname}: internal error (kernel status {code})")
-    loss = loss_arr if reduction == "none" else z.dtype.type(value)
+    loss = loss_arr if reduction == "none" else c.scalar_result(z.dtype, value)
     return loss, grad_arr
 
 

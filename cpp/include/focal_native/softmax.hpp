@@ -26,6 +26,7 @@ FOCAL_NATIVE_BEGIN_NAMESPACE
 namespace detail {
 
 inline constexpr std::int64_t kSoftmaxTile = 128;
+inline constexpr std::int64_t kRowsMinClasses = 32;
 
 struct SoftmaxConsts {
   const double* alpha;  // per-class weights or nullptr
@@ -89,7 +90,8 @@ FOCAL_NATIVE_INLINE FocalTerms focal_terms(double alpha, double p, double log_p,
     const double t = p == 0.0 ? 0.0 : p * ratio;
     inner = mul_add(gamma, t, -1.0);
   }
-  return {w * -log_p, w * inner};
+  // A zero weight wins over log p = -inf.
+  return {w == 0.0 ? 0.0 : w * -log_p, w * inner};
 }
 
 // Per-position state of a tile.
@@ -115,6 +117,7 @@ struct TileGeom {
   std::int64_t tstride;
   std::int64_t kstride;
   std::int64_t n;  // positions in the tile
+  bool rows;       // loop over classes innermost (long contiguous rows)
   FOCAL_NATIVE_INLINE std::int64_t at(std::int64_t t, std::int64_t k) const noexcept {
     return base + t * tstride + k * kstride;
   }
@@ -130,7 +133,18 @@ struct IndexKernel {
   // Pass 1 and 2: maximum, then the sums of exponentials.
   static FOCAL_NATIVE_INLINE void sums(const T* z, const TileGeom& g, std::int64_t C,
                                        SoftmaxTile& tl) noexcept {
-    if (g.kstride == 1) {
+    if (g.rows)
+      sums_rows(z, g, C, tl);
+    else if (g.tstride != 1)
+      sums_cols<true>(z, g, C, tl);
+    else
+      sums_cols<false>(z, g, C, tl);
+  }
+
+  // Rows mode: one row at a time, vectorized over its classes.
+  static FOCAL_NATIVE_INLINE void sums_rows(const T* z, const TileGeom& g, std::int64_t C,
+                                            SoftmaxTile& tl) noexcept {
+    {
       for (std::int64_t t = 0; t < g.n; ++t) {
         const T* row = z + g.at(t, 0);
         double m = -std::numeric_limits<double>::infinity();
@@ -152,7 +166,16 @@ struct IndexKernel {
         tl.m[t] = m;
         tl.s[t] = so;
       }
-    } else {
+    }
+  }
+
+  // Columns mode: vectorized over the positions of the tile, class by class
+  // (contiguous for NCHW; strided, i.e. gathers, for short rows).
+  template <bool Strided>
+  static FOCAL_NATIVE_INLINE void sums_cols(const T* z, const TileGeom& g, std::int64_t C,
+                                            SoftmaxTile& tl) noexcept {
+    const std::int64_t ts = Strided ? g.tstride : 1;
+    {
       FOCAL_NATIVE_SIMD
       for (std::int64_t t = 0; t < g.n; ++t) {
         tl.m[t] = -std::numeric_limits<double>::infinity();
@@ -162,7 +185,7 @@ struct IndexKernel {
         const T* col = z + g.at(0, k);
         FOCAL_NATIVE_SIMD
         for (std::int64_t t = 0; t < g.n; ++t) {
-          const double v = static_cast<double>(col[t]);
+          const double v = static_cast<double>(col[t * ts]);
           const double m = tl.m[t];
           // NaN sticks once seen: m becomes NaN and every comparison keeps it.
           tl.m[t] = (v > m || v != v) ? v : m;
@@ -172,7 +195,7 @@ struct IndexKernel {
         const T* col = z + g.at(0, k);
         FOCAL_NATIVE_SIMD
         for (std::int64_t t = 0; t < g.n; ++t) {
-          const double e = exp_nonpos<P>(shifted(static_cast<double>(col[t]), tl.m[t]));
+          const double e = exp_nonpos<P>(shifted(static_cast<double>(col[t * ts]), tl.m[t]));
           tl.s[t] += k == tl.c[t] ? 0.0 : e;
         }
       }
@@ -218,7 +241,17 @@ struct IndexKernel {
   // Pass 3: dFL/dz_k = F (delta_kc - p_k), using q for k == c.
   static FOCAL_NATIVE_INLINE void grad(const T* z, T* go, const TileGeom& g, std::int64_t C,
                                        const SoftmaxTile& tl) noexcept {
-    if (g.kstride == 1) {
+    if (g.rows)
+      grad_rows(z, go, g, C, tl);
+    else if (g.tstride != 1)
+      grad_cols<true>(z, go, g, C, tl);
+    else
+      grad_cols<false>(z, go, g, C, tl);
+  }
+
+  static FOCAL_NATIVE_INLINE void grad_rows(const T* z, T* go, const TileGeom& g, std::int64_t C,
+                                            const SoftmaxTile& tl) noexcept {
+    {
       for (std::int64_t t = 0; t < g.n; ++t) {
         const T* row = z + g.at(t, 0);
         T* grow = go + g.at(t, 0);
@@ -231,17 +264,22 @@ struct IndexKernel {
         FOCAL_NATIVE_SIMD
         for (std::int64_t k = 0; k < C; ++k) grad_step(row, grow, k, m, c, fq, nfs);
       }
-    } else {
-      for (std::int64_t k = 0; k < C; ++k) {
-        const T* col = z + g.at(0, k);
-        T* gcol = go + g.at(0, k);
-        FOCAL_NATIVE_SIMD
-        for (std::int64_t t = 0; t < g.n; ++t) {
-          const double e = exp_nonpos<P>(shifted(static_cast<double>(col[t]), tl.m[t]));
-          const double f = tl.f[t];
-          const double gk = k == tl.c[t] ? f * tl.q[t] : -f * tl.inv_s[t] * e;
-          gcol[t] = static_cast<T>(tl.live[t] != 0 ? gk : 0.0);
-        }
+    }
+  }
+
+  template <bool Strided>
+  static FOCAL_NATIVE_INLINE void grad_cols(const T* z, T* go, const TileGeom& g, std::int64_t C,
+                                            const SoftmaxTile& tl) noexcept {
+    const std::int64_t ts = Strided ? g.tstride : 1;
+    for (std::int64_t k = 0; k < C; ++k) {
+      const T* col = z + g.at(0, k);
+      T* gcol = go + g.at(0, k);
+      FOCAL_NATIVE_SIMD
+      for (std::int64_t t = 0; t < g.n; ++t) {
+        const double e = exp_nonpos<P>(shifted(static_cast<double>(col[t * ts]), tl.m[t]));
+        const double f = tl.f[t];
+        const double gk = k == tl.c[t] ? f * tl.q[t] : -f * tl.inv_s[t] * e;
+        gcol[t * ts] = static_cast<T>(tl.live[t] != 0 ? gk : 0.0);
       }
     }
   }
@@ -453,9 +491,11 @@ Status softmax_run(const T* z_in, const Y* y_in, ClassLayout lay, const SoftmaxO
       if (n > kSoftmaxTile) n = kSoftmaxTile;
       TileGeom g;
       if (inner == 1) {
-        g = {pos * C, C, 1, n};
+        // Rows of at least kRowsMinClasses vectorize over classes; shorter
+        // rows vectorize over positions (strided loads) instead.
+        g = {pos * C, C, 1, n, C >= kRowsMinClasses};
       } else {
-        g = {o_idx * C * inner + i0, 1, inner, n};
+        g = {o_idx * C * inner + i0, 1, inner, n, false};
       }
       // Labels / validity of the positions.
       for (std::int64_t t = 0; t < n; ++t) {

@@ -1,9 +1,12 @@
-// Scoped flush-to-zero / denormals-are-zero for the calling thread.
+// Scoped flush-to-zero for the calling thread.
 //
 // Polynomial steps on the easy examples (|z| > ~10) produce tiny intermediate
-// values; without FTZ/DAZ each subnormal costs a microcode assist (2-4x in
-// float32). The guard sets both bits for the current thread only and restores
-// the caller's exact state on exit, so nothing leaks into the caller.
+// values; without FTZ each subnormal result costs a microcode assist (2-4x in
+// float32). The guard sets FTZ for the current thread only and restores the
+// caller's exact state on exit, so nothing leaks into the caller.
+// Denormals-are-zero is deliberately left off: it would make the kernels read
+// subnormal inputs (a target of 1e-310, a negative subnormal target that must
+// be rejected) as zero.
 #pragma once
 
 #include "config.hpp"
@@ -22,8 +25,8 @@ class FlushDenormalsScope {
  public:
 #if FOCAL_NATIVE_HAS_MXCSR
   FlushDenormalsScope() noexcept : saved_(_mm_getcsr()) {
-    constexpr unsigned ftz = 0x8000u, daz = 0x0040u;
-    if ((saved_ & (ftz | daz)) != (ftz | daz)) _mm_setcsr(saved_ | ftz | daz);
+    constexpr unsigned ftz = 0x8000u;
+    if ((saved_ & ftz) != ftz) _mm_setcsr(saved_ | ftz);
   }
   ~FlushDenormalsScope() { _mm_setcsr(saved_); }
 

@@ -43,15 +43,19 @@ FOCAL_NATIVE_INLINE double pow_from_log(double w, double lw_hi, double lw_lo,
     return w * w;
   } else {
     (void)w;
-    const bool finite = lw_hi > -std::numeric_limits<double>::infinity();
     if constexpr (P == Prec::full) {
       double ph, pe;
       two_prod(gamma, lw_hi, ph, pe);
-      const double corr = finite ? mul_add(gamma, lw_lo, pe) : 0.0;
-      ph = finite ? ph : -std::numeric_limits<double>::infinity();
+      // Far below exp's range (this includes log w = -inf, and the overflow
+      // of the error term for huge |log w|) the result is 0 whatever pe is.
+      const bool tiny = ph < -746.0;
+      const double corr = tiny ? 0.0 : mul_add(gamma, lw_lo, pe);
+      ph = tiny ? -std::numeric_limits<double>::infinity() : ph;
       return exp_nonpos<P>(ph) * (1.0 + corr);
     } else {
-      const double lw = finite ? lw_hi + lw_lo : -std::numeric_limits<double>::infinity();
+      // lw_lo is meaningless (possibly NaN) when lw_hi = -inf; NaN propagates.
+      const bool neg_inf = lw_hi == -std::numeric_limits<double>::infinity();
+      const double lw = neg_inf ? lw_hi : lw_hi + lw_lo;
       return exp_nonpos<P>(gamma * lw);
     }
   }
@@ -66,9 +70,9 @@ FOCAL_NATIVE_INLINE LossGrad sigmoid_hard(double z, bool pos, const SigmoidConst
   const double zt = pos ? z : -z;
   const double e = exp_nonpos<P>(-std::fabs(z));
   const double u = 1.0 + e;
-  const double inv = 1.0 / u;
+  const double inv = recip_1to2<P>(u);
   double lhi, llo;
-  log1p_hilo<P>(e, u, inv, lhi, llo);
+  log1p_unit<P>(e, u, inv, lhi, llo);
   const bool zt_nonneg = zt >= 0.0;
   const double big = inv, small = e * inv;  // sigma(|z|), sigma(-|z|)
   const double p = zt_nonneg ? big : small;
@@ -95,7 +99,8 @@ FOCAL_NATIVE_INLINE LossGrad sigmoid_hard(double z, bool pos, const SigmoidConst
     const double g = w * inner;
     dz = pos ? -g : g;
   }
-  return {w * ce, dz};
+  // A zero weight (alpha = 0 or 1, or q^g = 0) wins over an infinite ce.
+  return {w == 0.0 ? 0.0 : w * ce, dz};
 }
 
 // Soft target y in (0, 1) (torchvision / Keras semantics).
@@ -105,9 +110,9 @@ template <Prec P, GammaKind G, bool WantGrad>
 FOCAL_NATIVE_INLINE LossGrad sigmoid_soft(double z, double y, const SigmoidConsts& c) noexcept {
   const double e = exp_nonpos<P>(-std::fabs(z));
   const double u = 1.0 + e;
-  const double inv = 1.0 / u;
+  const double inv = recip_1to2<P>(u);
   double lhi, llo;
-  log1p_hilo<P>(e, u, inv, lhi, llo);
+  log1p_unit<P>(e, u, inv, lhi, llo);
   const bool z_nonneg = z >= 0.0;
   const double p = z_nonneg ? inv : e * inv;
   const double q = z_nonneg ? e * inv : inv;
@@ -135,7 +140,7 @@ FOCAL_NATIVE_INLINE LossGrad sigmoid_soft(double z, double y, const SigmoidConst
     }
     dz = f * bracket;
   }
-  return {f * ce, dz};
+  return {f == 0.0 ? 0.0 : f * ce, dz};
 }
 
 }  // namespace detail
