@@ -80,6 +80,17 @@ namespace fntest {
 
 using LD = long double;
 
+// Whether the compiler may contract a*b + c into an FMA behind our back
+// (GCC's default -ffp-contract=fast once FMA instructions are enabled, e.g.
+// -march=native). Then the same formula inlined into two different kernels
+// may round differently, and the bitwise comparisons between entry points
+// (fused vs loss-only, soft 0/1 vs hard labels) become ulp comparisons.
+#if defined(__FMA__) || defined(__FP_FAST_FMA)
+inline constexpr bool kMayContract = true;
+#else
+inline constexpr bool kMayContract = false;
+#endif
+
 // The spacing of T's numbers at |x|. Within 16 times T's smallest normal
 // number of zero the unit is that threshold itself (the absolute floor the
 // Python tests use too): the kernels flush subnormal intermediates to zero,
