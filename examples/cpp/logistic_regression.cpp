@@ -8,8 +8,8 @@
 // examples/logistic_regression.py, so both print the same numbers.
 //
 // Build (see docs/cpp.md):
-//   cmake -S examples/cpp -B build-example -DCMAKE_PREFIX_PATH=<focal_native prefix>
-//   cmake --build build-example && ./build-example/logistic_regression
+//   cmake -S examples/cpp -B build/example -DCMAKE_PREFIX_PATH=<focal_native prefix>
+//   cmake --build build/example && ./build/example/logistic_regression
 #include <focal_native/focal_native.hpp>
 
 #include <cmath>
