@@ -1,4 +1,4 @@
-// Compiles the softmax class-index (1 of 2) kernels the tests call (see instantiations.hpp).
+// Compiles the softmax class-index (1 of 3) kernels the tests call (see instantiations.hpp).
 #define FN_TEST_INSTANTIATE
 #include "instantiations.hpp"
 

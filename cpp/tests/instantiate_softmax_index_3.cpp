@@ -1,0 +1,5 @@
+// Compiles the softmax class-index (3 of 3) kernels the tests call (see instantiations.hpp).
+#define FN_TEST_INSTANTIATE
+#include "instantiations.hpp"
+
+FN_TEST_SOFTMAX_INDEX_TYPES_3(FN_TEST_SOFTMAX, )
