@@ -483,6 +483,16 @@ class TorchCompile(TorchEager):
     name = "torch-compile"
     compiled = True
 
+    def setup(self, threads):
+        super().setup(threads)
+        import torch._dynamo
+
+        # Every (shape, dtype, grad mode) is one specialised compilation of the same
+        # code object; past the default limit (8) dynamo silently falls back to eager.
+        for knob in ("cache_size_limit", "recompile_limit"):
+            if hasattr(torch._dynamo.config, knob):
+                setattr(torch._dynamo.config, knob, 256)
+
     def _wrap(self, f):
         import torch
 
