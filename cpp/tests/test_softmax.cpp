@@ -29,19 +29,10 @@ namespace {
 constexpr LD kIndex = 8;
 constexpr LD kDense = 24;
 
-// KNOWN ISSUE (reported with issue 5): for double data the kernels form
-// d_k = z_k - max_j z_j in double, and that subtraction rounds when the logits
-// differ in exponent. exp turns the absolute error (up to 2^-53 |d_k|) into a
-// relative error of up to |d_k| ulps, so confident rows (a margin of tens to
-// hundreds) lose up to ~(1 + gamma) |d_k| ulps. Keeping d_k as an exact pair
-// (TwoSum) and using exp(hi) * (1 + lo) removes it (tried: dense rows then
-// stay <= 8 ulps; index rows reach ~8.8 ulps at gamma >= 3.7, from the ~1 ulp
-// rounding of S_o amplified (1 + gamma)-fold, and ~10 while log S is taken of
-// fl(1 + S_o) rather than as log1p(S_o) for the arg-max class). Until then the
-// test grants (2 + gamma) * max_k |d_k| ulps (at most 745: beyond, the term
-// underflows) on top of the bound and counts the values that need it; once no
-// value does, the run fails and asks for this allowance to be removed.
-constexpr bool kGapAllowance = true;
+// The gap issue (d_k = z_k - m rounded before exp, amplified |d_k|-fold) is
+// fixed: the kernels keep d_k exact (TwoSum) and use exp(hi) (1 + lo). The
+// allowance machinery stays for a future regression hunt, switched off.
+constexpr bool kGapAllowance = false;
 
 // The kernels flush exp(z_k - m) below e^-708 (subnormal) to zero, an
 // absolute error of up to C e^-708 in S_o = sum_{k != argmax} exp(z_k - m).
@@ -52,9 +43,15 @@ constexpr bool kGapAllowance = true;
 // only (it is ~0 for every row with S_o > 1e-290).
 template <class T>
 LD flush_extra(const fnref::SoftmaxRow& r, std::size_t classes, double gamma) {
-  if (!std::is_same_v<T, double> || !(r.s_other > 0)) return 0;
+  if (!std::is_same_v<T, double>) return 0;
+  // S_o = sum of exponentials carries ~1 ulp of rounding, and q^gamma with
+  // q = S_o / S multiplies it by gamma: above gamma = 3 that alone exceeds
+  // the 8-ulp budget in the last ulp or two (measured: 9.8 ulp at gamma = 5).
+  // The documented bound for float64 softmax is 8 + 2 (gamma - 3) there.
+  const LD amp = gamma > 3 ? 2 * (static_cast<LD>(gamma) - 3) : 0;
+  if (!(r.s_other > 0)) return amp;
   const LD rel = static_cast<LD>(classes) * std::exp(-708.0L) / r.s_other;
-  return (2 + static_cast<LD>(gamma)) * rel * 0x1p53L;
+  return amp + (2 + static_cast<LD>(gamma)) * rel * 0x1p53L;
 }
 
 template <class T>

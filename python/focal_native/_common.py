@@ -12,6 +12,9 @@ import operator
 
 import numpy as np
 
+_DBL_MIN = float(np.finfo(np.float64).tiny)
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
 REDUCTIONS = ("none", "mean", "sum")
 REDUCTION_CODES = {"none": 0, "mean": 1, "sum": 2}
 VALUE_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -23,8 +26,11 @@ LABEL_DTYPES = (np.dtype(np.uint8), np.dtype(np.int32), np.dtype(np.int64))
 
 def check_logits(logits, fname):
     """Return `logits` as an ndarray of float32/float64 (no copy when possible)."""
-    arr = np.asarray(logits)
-    if arr.dtype not in VALUE_DTYPES:
+    arr = logits if type(logits) is np.ndarray else np.asarray(logits)
+    dt = arr.dtype
+    if dt.char in "fd" and not dt.isnative:  # byte-swapped data: one converted copy
+        arr = arr.astype(dt.newbyteorder("="))
+    elif dt.char not in "fd":
         raise TypeError(
             f"{fname}: logits has unsupported dtype {arr.dtype}; supported dtypes are "
             "float32 and float64"
@@ -38,6 +44,9 @@ def contiguous(arr):
 
 
 def check_reduction(reduction, fname):
+    code = REDUCTION_CODES.get(reduction) if type(reduction) is str else None
+    if code is not None:
+        return code
     if not isinstance(reduction, str) or reduction not in REDUCTIONS:
         raise ValueError(
             f"{fname}: reduction must be one of {', '.join(repr(r) for r in REDUCTIONS)}, "
@@ -48,17 +57,21 @@ def check_reduction(reduction, fname):
 
 def _real(value, name, fname):
     t = type(value)
-    if t is float or t is int:  # the common case, without the ABC machinery
+    if t is not float and t is not int:  # the common cases skip the ABC machinery
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+            if not (isinstance(value, np.ndarray) and value.ndim == 0
+                    and value.dtype.kind in "fiu"):
+                raise TypeError(
+                    f"{fname}: {name} must be a real number, got {type(value).__name__}"
+                )
+    try:
         return float(value)
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "fiu":
-            return float(value)
-        raise TypeError(f"{fname}: {name} must be a real number, got {type(value).__name__}")
-    return float(value)
+    except OverflowError:  # a Python int beyond the double range
+        return math.copysign(math.inf, value)
 
 
 def check_gamma(gamma, fname):
-    g = _real(gamma, "gamma", fname)
+    g = gamma if type(gamma) is float else _real(gamma, "gamma", fname)
     if not (math.isfinite(g) and g >= 0.0):
         raise ValueError(f"{fname}: gamma must be finite and >= 0, got {gamma!r}")
     return g
@@ -68,8 +81,12 @@ def check_normalizer(normalizer, fname):
     if normalizer is None:
         return 1.0
     v = _real(normalizer, "normalizer", fname)
-    if not (math.isfinite(v) and v > 0.0):
-        raise ValueError(f"{fname}: normalizer must be finite and > 0, got {normalizer!r}")
+    # The kernels multiply by 1/normalizer: it must not overflow.
+    if not (math.isfinite(v) and v >= _DBL_MIN):
+        raise ValueError(
+            f"{fname}: normalizer must be finite and >= {_DBL_MIN:.4g} (the smallest normal "
+            f"double), got {normalizer!r}"
+        )
     return v
 
 
@@ -87,9 +104,12 @@ def check_axis(axis, ndim, fname):
 
 def check_index(value, name, fname):
     try:
-        return operator.index(value)
+        v = value if type(value) is int else operator.index(value)
     except TypeError:
         raise TypeError(f"{fname}: {name} must be an integer, got {type(value).__name__}") from None
+    if not _INT64_MIN <= v <= _INT64_MAX:
+        raise ValueError(f"{fname}: {name} must fit in a 64-bit signed integer, got {v}")
+    return v
 
 
 def layout(shape, axis):
@@ -206,3 +226,8 @@ def scalar_result(dtype, value):
     """The reduced loss as a NumPy scalar of the logits' dtype (inf if it overflows)."""
     with np.errstate(over="ignore"):
         return dtype.type(value)
+
+
+def native(arr):
+    """`arr` in native byte order (a converted copy only for byte-swapped data)."""
+    return arr if arr.dtype.isnative else arr.astype(arr.dtype.newbyteorder("="))

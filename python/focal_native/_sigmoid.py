@@ -19,6 +19,8 @@ __all__ = [
 def _check_alpha(alpha, fname):
     if alpha is None:
         return -1.0
+    if type(alpha) is float and alpha <= 1.0:  # fast path (NaN fails the test)
+        return alpha
     a = c._real(alpha, "alpha", fname)
     if math.isnan(a) or a > 1.0:
         raise ValueError(
@@ -29,7 +31,7 @@ def _check_alpha(alpha, fname):
 
 def _prepare_targets(z, targets, axis, fname):
     """Return (targets_for_kernel, labels?, (outer, classes, inner), original)."""
-    t = np.asarray(targets)
+    t = c.native(targets if type(targets) is np.ndarray else np.asarray(targets))
     kind = t.dtype.kind
     if kind not in "biuf":
         raise TypeError(

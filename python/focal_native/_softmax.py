@@ -59,7 +59,7 @@ def _run(fname, logits, targets, alpha, gamma, reduction, axis, ignore_index, la
         raise ValueError(f"{fname}: logits has 0 classes along axis {ax}; softmax needs >= 1")
     avec, ascale = _check_alpha(alpha, classes, fname)
 
-    t = np.asarray(targets)
+    t = c.native(targets if type(targets) is np.ndarray else np.asarray(targets))
     kind = t.dtype.kind
     if kind in "iu" and t.shape == pos_shape:
         dense = False
@@ -67,7 +67,7 @@ def _run(fname, logits, targets, alpha, gamma, reduction, axis, ignore_index, la
     elif kind in "fb" and t.shape == z.shape:
         dense = True
         kt = c.to_value_dtype(t, z.dtype, fname) if kind == "f" else t.astype(z.dtype)
-        if eps > 0.0:
+        if eps > 0.0 and classes > 0:
             bad = ~((kt >= 0) & (kt <= 1))
             if bad.any():
                 idx = int(np.flatnonzero(bad.ravel())[0])

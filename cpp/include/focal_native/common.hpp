@@ -9,6 +9,17 @@
 
 FOCAL_NATIVE_BEGIN_NAMESPACE
 
+namespace detail {
+// Keeps a parameter out of template argument deduction, so that a plain
+// `nullptr` can be passed for an output the caller does not want.
+template <class T>
+struct type_identity {
+  using type = T;
+};
+template <class T>
+using nondeduced_t = typename type_identity<T>::type;
+}  // namespace detail
+
 enum class Reduction : int { none = 0, mean = 1, sum = 2 };
 
 // What a kernel reports. Kernels never throw and never allocate; a bad target
@@ -51,7 +62,8 @@ struct SigmoidOptions {
   // Focusing parameter, >= 0 and finite. 0 is (weighted) cross-entropy.
   double gamma = 2.0;
   Reduction reduction = Reduction::none;
-  // Every element's loss is divided by it (> 0), e.g. the number of positives.
+  // Every element's loss is divided by it (>= the smallest normal double, so
+  // its reciprocal is finite), e.g. the number of positives.
   double normalizer = 1.0;
   // Class-index targets only: positions with this label are ignored.
   std::int64_t ignore_index = -100;

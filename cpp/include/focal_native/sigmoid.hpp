@@ -44,7 +44,7 @@ FOCAL_NATIVE_INLINE bool hard_target_bad(Y y) noexcept {
 
 inline bool sigmoid_options_bad(const SigmoidOptions& o) noexcept {
   return !(o.gamma >= 0.0) || !(o.gamma <= std::numeric_limits<double>::max()) ||
-         !(o.alpha <= 1.0) || !(o.normalizer > 0.0) ||
+         !(o.alpha <= 1.0) || !(o.normalizer >= std::numeric_limits<double>::min()) ||
          !(o.normalizer <= std::numeric_limits<double>::max());
 }
 
@@ -337,7 +337,7 @@ Status sigmoid_labels(const T* z_in, const L* lab_in, ClassLayout lay, const Sig
 template <class T, class Y, bool Labels>
 Status sigmoid_dispatch(const T* z, const Y* y, ClassLayout lay, const SigmoidOptions& o,
                         T* loss_out, T* grad_out, const T* up) noexcept {
-  if (sigmoid_options_bad(o)) {
+  if (sigmoid_options_bad(o) || lay.outer < 0 || lay.classes < 0 || lay.inner < 0) {
     Status st;
     st.code = Status::bad_argument;
     return st;
@@ -384,7 +384,7 @@ Status sigmoid_dispatch(const T* z, const Y* y, ClassLayout lay, const SigmoidOp
 // nullptr otherwise.
 template <class T, class Y>
 Status sigmoid_focal_loss(const T* logits, const Y* targets, std::int64_t n,
-                          const SigmoidOptions& opt, T* loss_out) noexcept {
+                          const SigmoidOptions& opt, detail::nondeduced_t<T>* loss_out) noexcept {
   static_assert(detail::is_supported_value<T>, "logits must be float or double");
   return detail::sigmoid_dispatch<T, Y, false>(logits, targets, {1, 1, n}, opt, loss_out,
                                                nullptr, nullptr);
@@ -393,8 +393,8 @@ Status sigmoid_focal_loss(const T* logits, const Y* targets, std::int64_t n,
 // Gradient of the (reduced) loss with respect to the logits.
 template <class T, class Y>
 Status sigmoid_focal_loss_grad(const T* logits, const Y* targets, std::int64_t n,
-                               const SigmoidOptions& opt, T* grad_out,
-                               const T* grad_output = nullptr) noexcept {
+                               const SigmoidOptions& opt, detail::nondeduced_t<T>* grad_out,
+                               const detail::nondeduced_t<T>* grad_output = nullptr) noexcept {
   static_assert(detail::is_supported_value<T>, "logits must be float or double");
   return detail::sigmoid_dispatch<T, Y, false>(logits, targets, {1, 1, n}, opt, nullptr,
                                                grad_out, grad_output);
@@ -403,8 +403,8 @@ Status sigmoid_focal_loss_grad(const T* logits, const Y* targets, std::int64_t n
 // Loss and gradient in one pass over memory.
 template <class T, class Y>
 Status sigmoid_focal_loss_with_grad(const T* logits, const Y* targets, std::int64_t n,
-                                    const SigmoidOptions& opt, T* loss_out,
-                                    T* grad_out) noexcept {
+                                    const SigmoidOptions& opt, detail::nondeduced_t<T>* loss_out,
+                                    detail::nondeduced_t<T>* grad_out) noexcept {
   static_assert(detail::is_supported_value<T>, "logits must be float or double");
   return detail::sigmoid_dispatch<T, Y, false>(logits, targets, {1, 1, n}, opt, loss_out,
                                                grad_out, nullptr);
@@ -420,7 +420,7 @@ Status sigmoid_focal_loss_with_grad(const T* logits, const Y* targets, std::int6
 
 template <class T, class L>
 Status sigmoid_focal_loss(const T* logits, const L* labels, ClassLayout layout,
-                          const SigmoidOptions& opt, T* loss_out) noexcept {
+                          const SigmoidOptions& opt, detail::nondeduced_t<T>* loss_out) noexcept {
   static_assert(std::is_integral_v<L>, "class-index labels must be integers");
   return detail::sigmoid_dispatch<T, L, true>(logits, labels, layout, opt, loss_out, nullptr,
                                               nullptr);
@@ -428,8 +428,8 @@ Status sigmoid_focal_loss(const T* logits, const L* labels, ClassLayout layout,
 
 template <class T, class L>
 Status sigmoid_focal_loss_grad(const T* logits, const L* labels, ClassLayout layout,
-                               const SigmoidOptions& opt, T* grad_out,
-                               const T* grad_output = nullptr) noexcept {
+                               const SigmoidOptions& opt, detail::nondeduced_t<T>* grad_out,
+                               const detail::nondeduced_t<T>* grad_output = nullptr) noexcept {
   static_assert(std::is_integral_v<L>, "class-index labels must be integers");
   return detail::sigmoid_dispatch<T, L, true>(logits, labels, layout, opt, nullptr, grad_out,
                                               grad_output);
@@ -437,8 +437,8 @@ Status sigmoid_focal_loss_grad(const T* logits, const L* labels, ClassLayout lay
 
 template <class T, class L>
 Status sigmoid_focal_loss_with_grad(const T* logits, const L* labels, ClassLayout layout,
-                                    const SigmoidOptions& opt, T* loss_out,
-                                    T* grad_out) noexcept {
+                                    const SigmoidOptions& opt, detail::nondeduced_t<T>* loss_out,
+                                    detail::nondeduced_t<T>* grad_out) noexcept {
   static_assert(std::is_integral_v<L>, "class-index labels must be integers");
   return detail::sigmoid_dispatch<T, L, true>(logits, labels, layout, opt, loss_out, grad_out,
                                               nullptr);

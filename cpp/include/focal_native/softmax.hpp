@@ -46,6 +46,24 @@ FOCAL_NATIVE_INLINE double class_alpha(const SoftmaxConsts& c, std::int64_t k) n
 // uniform), and NaN propagates.
 FOCAL_NATIVE_INLINE double shifted(double z, double m) noexcept { return z == m ? 0.0 : z - m; }
 
+// exp(z - m) for z <= m. For float64 data the rounding of z - m would be
+// amplified by |z - m| in the exponential (hundreds of ulps for a row won by
+// a margin of 500), so the difference is kept exactly as hi + lo (TwoSum)
+// and exp(hi) (1 + lo) is returned. For float32 data z - m is exact in double.
+template <Prec P>
+FOCAL_NATIVE_INLINE double exp_shifted(double z, double m) noexcept {
+  if constexpr (P == Prec::full) {
+    double hi, lo;
+    two_sum(z, -m, hi, lo);
+    const bool finite = hi > -std::numeric_limits<double>::infinity();
+    hi = z == m ? 0.0 : hi;
+    lo = (z == m || !finite) ? 0.0 : lo;
+    return exp_nonpos<P>(hi) * (1.0 + lo);
+  } else {
+    return exp_nonpos<P>(shifted(z, m));
+  }
+}
+
 // 1 - p and log(1 - p) for a class with probability p = e / S, where
 // s_other = S - e is known as a sum (never formed as S - e): for p <= 1/2,
 // 1 - p is exact enough and log1p(-p) is accurate; for p > 1/2 (only the
@@ -99,7 +117,7 @@ struct SoftmaxTile {
   double m[kSoftmaxTile];      // row maximum
   double s[kSoftmaxTile];      // sum of exp over the other classes (index: k != c; dense: k != argmax)
   double a[kSoftmaxTile];      // index: exp(z_c - m); dense: unused
-  double zc[kSoftmaxTile];     // index: shifted logit of the labelled class
+  double zc[kSoftmaxTile];     // index: logit of the labelled class
   std::int64_t c[kSoftmaxTile];    // index: label (-1 when ignored or bad); dense: argmax
   double f[kSoftmaxTile];      // gradient factor (index) / log S (dense)
   double q[kSoftmaxTile];      // index: 1 - p_c; dense: T_rest
@@ -160,7 +178,7 @@ struct IndexKernel {
         double so = 0.0;
         FOCAL_NATIVE_SIMD_REDUCE(+, so)
         for (std::int64_t k = 0; k < C; ++k) {
-          const double e = exp_nonpos<P>(shifted(static_cast<double>(row[k]), m));
+          const double e = exp_shifted<P>(static_cast<double>(row[k]), m);
           so += k == c ? 0.0 : e;
         }
         tl.m[t] = m;
@@ -195,7 +213,7 @@ struct IndexKernel {
         const T* col = z + g.at(0, k);
         FOCAL_NATIVE_SIMD
         for (std::int64_t t = 0; t < g.n; ++t) {
-          const double e = exp_nonpos<P>(shifted(static_cast<double>(col[t * ts]), tl.m[t]));
+          const double e = exp_shifted<P>(static_cast<double>(col[t * ts]), tl.m[t]);
           tl.s[t] += k == tl.c[t] ? 0.0 : e;
         }
       }
@@ -208,20 +226,22 @@ struct IndexKernel {
     for (std::int64_t t = 0; t < g.n; ++t) {
       const std::int64_t c = tl.c[t];
       const double zc = c >= 0 ? static_cast<double>(z[g.at(t, c)]) : 0.0;
-      tl.zc[t] = shifted(zc, tl.m[t]);
+      tl.zc[t] = zc;
       tl.a[t] = c >= 0 ? class_alpha(sc, c) : 0.0;
     }
     FOCAL_NATIVE_SIMD
     for (std::int64_t t = 0; t < g.n; ++t) {
-      const double d = tl.zc[t];
-      const double a = exp_nonpos<P>(d);
+      const double d = shifted(tl.zc[t], tl.m[t]);
+      const double a = exp_shifted<P>(tl.zc[t], tl.m[t]);
       const double so = tl.s[t];
       const double S = so + a;
       const double inv_s = 1.0 / S;
       const double p = a * inv_s;
       const bool cmax = d == 0.0;
-      const double log_s = log_pos<P>(S);
-      const double log_p = cmax ? -log1p_any<P>(so) : d - log_s;
+      // log S: for the arg-max class S = 1 + so exactly in the math, and
+      // log1p(so) avoids the rounding of the sum.
+      const double log_s = cmax ? log1p_any<P>(so) : log_pos<P>(S);
+      const double log_p = cmax ? -log_s : d - log_s;
       const QLog ql = q_and_log<P>(p, so, inv_s, log_s);
       const FocalTerms ft = focal_terms<P, G>(tl.a[t], p, log_p, ql, sc.gamma);
       const bool live = tl.live[t] != 0;
@@ -234,7 +254,7 @@ struct IndexKernel {
 
   static FOCAL_NATIVE_INLINE void grad_step(const T* row, T* grow, std::int64_t k, double m,
                                             std::int64_t c, double fq, double nfs) noexcept {
-    const double e = exp_nonpos<P>(shifted(static_cast<double>(row[k]), m));
+    const double e = exp_shifted<P>(static_cast<double>(row[k]), m);
     grow[k] = static_cast<T>(k == c ? fq : nfs * e);
   }
 
@@ -276,7 +296,7 @@ struct IndexKernel {
       T* gcol = go + g.at(0, k);
       FOCAL_NATIVE_SIMD
       for (std::int64_t t = 0; t < g.n; ++t) {
-        const double e = exp_nonpos<P>(shifted(static_cast<double>(col[t * ts]), tl.m[t]));
+        const double e = exp_shifted<P>(static_cast<double>(col[t * ts]), tl.m[t]);
         const double f = tl.f[t];
         const double gk = k == tl.c[t] ? f * tl.q[t] : -f * tl.inv_s[t] * e;
         gcol[t * ts] = static_cast<T>(tl.live[t] != 0 ? gk : 0.0);
@@ -333,7 +353,7 @@ struct DenseKernel {
       double sr = 0.0;
       FOCAL_NATIVE_SIMD_REDUCE(+, sr)
       for (std::int64_t k = 0; k < C; ++k) {
-        const double e = exp_nonpos<P>(shifted(static_cast<double>(z[g.at(t, k)]), m));
+        const double e = exp_shifted<P>(static_cast<double>(z[g.at(t, k)]), m);
         sr += k == am ? 0.0 : e;
       }
       tl.s[t] = sr;
@@ -348,7 +368,7 @@ struct DenseKernel {
   static FOCAL_NATIVE_INLINE Elem elem(double zk, std::int64_t k, const SoftmaxTile& tl,
                                        std::int64_t t, double log_s) noexcept {
     const double d = shifted(zk, tl.m[t]);
-    const double p = exp_nonpos<P>(d) * tl.inv_s[t];
+    const double p = exp_shifted<P>(zk, tl.m[t]) * tl.inv_s[t];
     const double log_p = d - log_s;
     const bool is_am = k == static_cast<std::int64_t>(tl.a[t]);
     // s_other for the arg-max is the stored sum; other classes never use it
@@ -384,7 +404,9 @@ struct DenseKernel {
         tall += yf;
         trest += k == am ? 0.0 : yf;
       }
-      tl.loss[t] = tl.live[t] != 0 ? loss : 0.0;
+      // A NaN logit poisons the row even where every target weight is 0.
+      const double m = tl.m[t];
+      tl.loss[t] = tl.live[t] != 0 ? (m != m ? m : loss) : 0.0;
       tl.t_all[t] = tall;
       tl.q[t] = trest;
     }
@@ -417,7 +439,9 @@ inline bool softmax_options_bad(const SoftmaxOptions& o, std::int64_t classes) n
   if (!(o.gamma >= 0.0) || !(o.gamma <= std::numeric_limits<double>::max())) return true;
   if (!(o.alpha_scale >= 0.0) || !(o.alpha_scale <= std::numeric_limits<double>::max()))
     return true;
-  if (!(o.normalizer > 0.0) || !(o.normalizer <= std::numeric_limits<double>::max())) return true;
+  if (!(o.normalizer >= std::numeric_limits<double>::min()) ||
+      !(o.normalizer <= std::numeric_limits<double>::max()))
+    return true;
   if (!(o.label_smoothing >= 0.0 && o.label_smoothing < 1.0)) return true;
   if (o.alpha) {
     for (std::int64_t k = 0; k < classes; ++k)
@@ -616,22 +640,22 @@ Status softmax_dispatch(const T* z, const Y* y, ClassLayout lay, const SoftmaxOp
 
 template <class T, class Y>
 Status softmax_focal_loss(const T* logits, const Y* targets, ClassLayout layout,
-                          const SoftmaxOptions& opt, T* loss_out) noexcept {
+                          const SoftmaxOptions& opt, detail::nondeduced_t<T>* loss_out) noexcept {
   return detail::softmax_dispatch<T, Y>(logits, targets, layout, opt, loss_out, nullptr, nullptr);
 }
 
 template <class T, class Y>
 Status softmax_focal_loss_grad(const T* logits, const Y* targets, ClassLayout layout,
-                               const SoftmaxOptions& opt, T* grad_out,
-                               const T* grad_output = nullptr) noexcept {
+                               const SoftmaxOptions& opt, detail::nondeduced_t<T>* grad_out,
+                               const detail::nondeduced_t<T>* grad_output = nullptr) noexcept {
   return detail::softmax_dispatch<T, Y>(logits, targets, layout, opt, nullptr, grad_out,
                                         grad_output);
 }
 
 template <class T, class Y>
 Status softmax_focal_loss_with_grad(const T* logits, const Y* targets, ClassLayout layout,
-                                    const SoftmaxOptions& opt, T* loss_out,
-                                    T* grad_out) noexcept {
+                                    const SoftmaxOptions& opt, detail::nondeduced_t<T>* loss_out,
+                                    detail::nondeduced_t<T>* grad_out) noexcept {
   return detail::softmax_dispatch<T, Y>(logits, targets, layout, opt, loss_out, grad_out,
                                         nullptr);
 }

@@ -102,7 +102,16 @@ FOCAL_NATIVE_INLINE double exp_nonpos(double x) noexcept {
     poly = mul_add(poly, r, 0x1.5555555a78232p-3);
     poly = mul_add(poly, r, 0x1.0000000b8f62bp-1);
   }
-  const double er = 1.0 + mul_add(r * r, poly, r);
+  double er;
+  if constexpr (P == Prec::full) {
+    // 1 + r exactly as h + l (|r| < 1: Fast2Sum), so that the only rounding
+    // left is the final one: about 0.55 ulp instead of 1.
+    const double h = 1.0 + r;
+    const double l = r - (h - 1.0);
+    er = h + mul_add(r * r, poly, l);
+  } else {
+    er = 1.0 + mul_add(r * r, poly, r);
+  }
   // 2^k from the low bits of t (k in [-1025, 0]; the biased exponent is
   // clamped at 0, which builds +0 and is discarded below anyway).
   std::int64_t k = static_cast<std::int64_t>(bits_of(t) - bits_of(shifter));
