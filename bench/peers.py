@@ -362,15 +362,19 @@ class Numba:
     def available(self):
         return importlib.util.find_spec("numba") is not None
 
-    def version(self):
-        import numba
-
-        return numba.__version__
-
     def setup(self, threads):
         import numba
 
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+
+    def version(self):
+        import numba
+
+        try:  # known once a parallel kernel has run
+            layer = numba.threading_layer()
+        except ValueError:
+            layer = "?"
+        return f"{numba.__version__} (threading layer {layer})"
 
     def make(self, spec, data):
         k = _numba_kernels()

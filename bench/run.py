@@ -445,6 +445,7 @@ def machine_info(threads, peer_notes):
 COLS = [
     "focal_native",
     "focal_native[alloc]",
+    "focal_native[float-targets]",
     "numpy-plain",
     "numpy-best",
     "numba",
@@ -452,7 +453,11 @@ COLS = [
     "torch-compile",
     "jax-jit",
 ]
-COL_TITLE = {"focal_native": "focal_native", "focal_native[alloc]": "fn(alloc)"}
+COL_TITLE = {
+    "focal_native": "focal_native",
+    "focal_native[alloc]": "fn(alloc)",
+    "focal_native[float-targets]": "fn(f-tgt)",
+}
 
 
 def print_table(specs, results, out=sys.stdout):
@@ -544,7 +549,10 @@ def plot(results_json, path):
     if not fams:
         return False
     fig, axes = plt.subplots(1, len(fams), figsize=(6.5 * len(fams), 5), squeeze=False)
-    styles = {"focal_native": dict(color="black", lw=2.5, marker="o")}
+    styles = {
+        "focal_native": dict(color="black", lw=2.5, marker="o"),
+        "focal_native[alloc]": dict(color="gray", ls="--", marker="."),
+    }
     for ax, fam in zip(axes[0], fams):
         pts = sweep[fam]
         impls = []
@@ -553,6 +561,8 @@ def plot(results_json, path):
                 if k not in impls:
                     impls.append(k)
         for impl in impls:
+            if impl == "focal_native[float-targets]":  # JSON only: keeps the plot readable
+                continue
             xs, ys = [], []
             for p in pts:
                 t = p["times"].get(impl)
@@ -828,6 +838,12 @@ def main(argv=None):
         run_isolated(all_specs, peers, args, threads, results, problems, notes)
     else:
         run_impls(all_specs, fn_impls + peer_impls, args, results, problems)
+
+    for impl in peer_impls:  # versions again: numba's threading layer is known only now
+        try:
+            notes[impl.name]["version"] = impl.version()
+        except Exception:
+            pass
 
     # thread scaling of focal_native (forward + gradient)
     thread_scaling = None
