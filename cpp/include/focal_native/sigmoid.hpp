@@ -192,11 +192,12 @@ Status sigmoid_elementwise(const T* z, const Y* y, std::int64_t n, const Sigmoid
         zb[j] = static_cast<double>(zz[c0 + j]);
         yb[j] = static_cast<double>(yy[c0 + j]);
       }
-      FOCAL_NATIVE_PRAGMA(omp simd reduction(| : anybad))
-      for (std::int64_t j = 0; j < m; ++j) {
-        anybad |= elementwise_target_bad<Y>(yb[j]);
+      FOCAL_NATIVE_SIMD
+      for (std::int64_t j = 0; j < m; ++j)
         elementwise_step<P, G, Y>(zb, yb, lb, gb, j, c);
-      }
+      FOCAL_NATIVE_PRAGMA(omp simd reduction(| : anybad))
+      for (std::int64_t j = 0; j < m; ++j)
+        anybad |= elementwise_target_bad<Y>(yb[j]);
       lanes.add(lb, m);
       FOCAL_NATIVE_SIMD
       for (std::int64_t j = 0; j < m; ++j) {

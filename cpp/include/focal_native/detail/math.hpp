@@ -77,7 +77,7 @@ FOCAL_NATIVE_INLINE double exp_nonpos(double x) noexcept {
   constexpr double ln2_hi = 0x1.62e42fefa3800p-1;  // 11 trailing zero bits: k*ln2_hi is exact
   constexpr double ln2_lo = 0x1.ef35793c76730p-45;
   constexpr double shifter = 0x1.8p52;             // adding it rounds to an integer
-  const double xc = x < -710.0 ? -710.0 : x;
+  const double xc = x < -708.5 ? -708.5 : x;  // keeps k >= -1022 (normal 2^k)
   const double t = xc * log2e + shifter;
   const double kd = t - shifter;
   double r = xc - kd * ln2_hi;
@@ -112,12 +112,10 @@ FOCAL_NATIVE_INLINE double exp_nonpos(double x) noexcept {
   } else {
     er = 1.0 + mul_add(r * r, poly, r);
   }
-  // 2^k from the low bits of t (k in [-1025, 0]; the biased exponent is
-  // clamped at 0, which builds +0 and is discarded below anyway).
-  std::int64_t k = static_cast<std::int64_t>(bits_of(t) - bits_of(shifter));
-  std::int64_t biased = k + 1023;
-  biased = biased < 0 ? 0 : biased;
-  const double scale = double_of(static_cast<std::uint64_t>(biased) << 52);
+  // 2^k from the low bits of t (k in [-1022, 0], so the biased exponent is
+  // at least 1; no integer select, which AVX2 could not vectorize).
+  const std::uint64_t biased = bits_of(t) - bits_of(shifter) + 1023;
+  const double scale = double_of(biased << 52);
   return x < -708.0 ? 0.0 : er * scale;
 }
 

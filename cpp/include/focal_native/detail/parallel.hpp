@@ -113,7 +113,10 @@ inline void for_each_block(std::int64_t nblocks, std::int64_t total_work, int nt
   if (nthreads > 1 && nblocks > 1 && total_work >= kParallelGrain) {
     install_fork_handler();
     const int nt = static_cast<int>(nthreads < nblocks ? nthreads : nblocks);
-#pragma omp parallel for schedule(static) num_threads(nt)
+    // Dynamic: on a loaded machine a thread that gets its core takes more of
+    // the blocks instead of waiting for a descheduled one. Which thread runs
+    // a block never changes the result (partials are combined in block order).
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
     for (std::int64_t b = 0; b < nblocks; ++b) body(b);
     return;
   }
