@@ -112,10 +112,71 @@ FOCAL_NATIVE_INLINE FocalTerms focal_terms(double alpha, double p, double log_p,
   return {w == 0.0 ? 0.0 : w * -log_p, w * inner};
 }
 
+// A compensated sum (TwoSum per addition, eight interleaved lanes): for
+// float64 data the sum of exponentials S_o enters q^gamma with its rounding
+// multiplied by gamma, so it is accumulated to about one rounding in total.
+struct CompensatedSum {
+  double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  double c[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  FOCAL_NATIVE_INLINE void add1(int l, double v) noexcept {
+    const double t = s[l] + v;
+    const double bb = t - s[l];
+    c[l] += (s[l] - (t - bb)) + (v - bb);
+    s[l] = t;
+  }
+  FOCAL_NATIVE_INLINE void add(const double* v, std::int64_t m) noexcept {
+    std::int64_t j = 0;
+    for (; j + 8 <= m; j += 8)
+      for (int l = 0; l < 8; ++l) add1(l, v[j + l]);
+    for (int l = 0; j < m; ++j, ++l) add1(l, v[j]);
+  }
+  FOCAL_NATIVE_INLINE double total() const noexcept {
+    double hi = 0.0, lo = 0.0;
+    for (int l = 0; l < 8; ++l) {
+      double e;
+      two_sum(hi, s[l], hi, e);
+      lo += e + c[l];
+    }
+    return hi + lo;
+  }
+};
+
+inline constexpr std::int64_t kSumChunk = 256;
+
+// sum_{k != skip} exp(z(k) - m) over one position's classes (element k at
+// row[k * stride]); compensated for float64 data.
+template <Prec P, class T>
+FOCAL_NATIVE_INLINE double sum_exp_except(const T* row, std::int64_t stride, std::int64_t C,
+                                          double m, std::int64_t skip) noexcept {
+  if constexpr (P == Prec::full) {
+    CompensatedSum cs;
+    alignas(64) double eb[kSumChunk];
+    for (std::int64_t k0 = 0; k0 < C; k0 += kSumChunk) {
+      const std::int64_t mk = C - k0 < kSumChunk ? C - k0 : kSumChunk;
+      FOCAL_NATIVE_SIMD
+      for (std::int64_t j = 0; j < mk; ++j) {
+        const double e = exp_shifted<P>(static_cast<double>(row[(k0 + j) * stride]), m);
+        eb[j] = k0 + j == skip ? 0.0 : e;
+      }
+      cs.add(eb, mk);
+    }
+    return cs.total();
+  } else {
+    double so = 0.0;
+    FOCAL_NATIVE_SIMD_REDUCE(+, so)
+    for (std::int64_t k = 0; k < C; ++k) {
+      const double e = exp_shifted<P>(static_cast<double>(row[k * stride]), m);
+      so += k == skip ? 0.0 : e;
+    }
+    return so;
+  }
+}
+
 // Per-position state of a tile.
 struct SoftmaxTile {
   double m[kSoftmaxTile];      // row maximum
   double s[kSoftmaxTile];      // sum of exp over the other classes (index: k != c; dense: k != argmax)
+  double sc[kSoftmaxTile];     // its compensation (float64 data)
   double a[kSoftmaxTile];      // index: exp(z_c - m); dense: unused
   double zc[kSoftmaxTile];     // index: logit of the labelled class
   std::int64_t c[kSoftmaxTile];    // index: label (-1 when ignored or bad); dense: argmax
@@ -174,15 +235,8 @@ struct IndexKernel {
           nan |= v != v;
         }
         m = nan ? std::numeric_limits<double>::quiet_NaN() : m;
-        const std::int64_t c = tl.c[t];
-        double so = 0.0;
-        FOCAL_NATIVE_SIMD_REDUCE(+, so)
-        for (std::int64_t k = 0; k < C; ++k) {
-          const double e = exp_shifted<P>(static_cast<double>(row[k]), m);
-          so += k == c ? 0.0 : e;
-        }
         tl.m[t] = m;
-        tl.s[t] = so;
+        tl.s[t] = sum_exp_except<P>(row, 1, C, m, tl.c[t]);
       }
     }
   }
@@ -198,6 +252,7 @@ struct IndexKernel {
       for (std::int64_t t = 0; t < g.n; ++t) {
         tl.m[t] = -std::numeric_limits<double>::infinity();
         tl.s[t] = 0.0;
+        tl.sc[t] = 0.0;
       }
       for (std::int64_t k = 0; k < C; ++k) {
         const T* col = z + g.at(0, k);
@@ -214,8 +269,21 @@ struct IndexKernel {
         FOCAL_NATIVE_SIMD
         for (std::int64_t t = 0; t < g.n; ++t) {
           const double e = exp_shifted<P>(static_cast<double>(col[t * ts]), tl.m[t]);
-          tl.s[t] += k == tl.c[t] ? 0.0 : e;
+          const double v = k == tl.c[t] ? 0.0 : e;
+          if constexpr (P == Prec::full) {
+            // Compensated (TwoSum) accumulation, see CompensatedSum.
+            const double sum = tl.s[t] + v;
+            const double bb = sum - tl.s[t];
+            tl.sc[t] += (tl.s[t] - (sum - bb)) + (v - bb);
+            tl.s[t] = sum;
+          } else {
+            tl.s[t] += v;
+          }
         }
+      }
+      if constexpr (P == Prec::full) {
+        FOCAL_NATIVE_SIMD
+        for (std::int64_t t = 0; t < g.n; ++t) tl.s[t] += tl.sc[t];
       }
     }
   }
@@ -347,17 +415,9 @@ struct DenseKernel {
       tl.m[t] = nan ? std::numeric_limits<double>::quiet_NaN() : m;
       tl.a[t] = static_cast<double>(am);
     }
-    for (std::int64_t t = 0; t < g.n; ++t) {
-      const double m = tl.m[t];
-      const std::int64_t am = static_cast<std::int64_t>(tl.a[t]);
-      double sr = 0.0;
-      FOCAL_NATIVE_SIMD_REDUCE(+, sr)
-      for (std::int64_t k = 0; k < C; ++k) {
-        const double e = exp_shifted<P>(static_cast<double>(z[g.at(t, k)]), m);
-        sr += k == am ? 0.0 : e;
-      }
-      tl.s[t] = sr;
-    }
+    for (std::int64_t t = 0; t < g.n; ++t)
+      tl.s[t] = sum_exp_except<P>(z + g.at(t, 0), g.kstride, C, tl.m[t],
+                                  static_cast<std::int64_t>(tl.a[t]));
   }
 
   // Probability terms of element (t, k): p, log p, and (1 - p, its log).

@@ -68,7 +68,7 @@ FOCAL_NATIVE_INLINE void two_prod(double a, double b, double& p, double& e) noex
 
 // ---------------------------------------------------------------------------
 // exp(x) for x <= 0 (also -inf and NaN). Results below the smallest normal
-// double (x < -708) are flushed to +0, so no subnormal is ever produced.
+// double (x < ln DBL_MIN = -708.396) are flushed to +0.
 //   x = k ln2 + r, |r| <= ln2/2 (Cody-Waite, ln2 split in two),
 //   exp(r) = 1 + r + r^2 P(r).
 template <Prec P>
@@ -116,7 +116,7 @@ FOCAL_NATIVE_INLINE double exp_nonpos(double x) noexcept {
   // at least 1; no integer select, which AVX2 could not vectorize).
   const std::uint64_t biased = bits_of(t) - bits_of(shifter) + 1023;
   const double scale = double_of(biased << 52);
-  return x < -708.0 ? 0.0 : er * scale;
+  return x < -708.3964185322641 ? 0.0 : er * scale;  // below ln(DBL_MIN): flushed
 }
 
 // log of a positive normal double, as hi + lo with |lo| <= ulp(hi): the sum
