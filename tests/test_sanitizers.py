@@ -6,10 +6,13 @@ into ``build/asan``, never touching the installed package, and runs the fuzz,
 error, thread and fork tests plus the sigmoid/softmax tests against it. Any
 sanitizer report fails the test.
 
-It takes about 5 minutes on 2 cores (3-4 to build, 2 to test), so it runs only
-when ``FOCAL_NATIVE_SANITIZER_TESTS=1`` or under CI (``CI=true``);
-``FOCAL_NATIVE_SANITIZER_TESTS=0`` turns it off even there (the script sets
-that for its inner run). ``FOCAL_NATIVE_SANITIZER_CPP=1`` also builds and runs
+It takes 5-6 minutes on 2 cores (about 4 to build: the kernels' translation
+unit alone needs ~4 minutes of CPU with the sanitizers, so two cores do not
+help; 1.5 to test), over the ~5 minute budget of a CI run's extra checks, so it
+is opt-in: it runs only with ``FOCAL_NATIVE_SANITIZER_TESTS=1``. Setting
+``FOCAL_NATIVE_SANITIZER_IN_CI=1`` in the CI environment would also run it
+there (``CI=true``); ``FOCAL_NATIVE_SANITIZER_TESTS=0`` always turns it off
+(the script sets that for its inner run). ``FOCAL_NATIVE_SANITIZER_CPP=1`` also builds and runs
 the C++ tests (cpp/tests) with the sanitizers; ``FOCAL_NATIVE_SANITIZER_FULL=1``
 builds every instruction set at -O2 (about 15 minutes more).
 """
@@ -34,12 +37,13 @@ def _enabled():
     flag = os.environ.get("FOCAL_NATIVE_SANITIZER_TESTS")
     if flag is not None:
         return flag == "1"
-    return os.environ.get("CI", "").lower() == "true"
+    return (os.environ.get("CI", "").lower() == "true"
+            and os.environ.get("FOCAL_NATIVE_SANITIZER_IN_CI") == "1")
 
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not _enabled(), reason="set FOCAL_NATIVE_SANITIZER_TESTS=1 (or CI=true)"),
+    pytest.mark.skipif(not _enabled(), reason="opt-in: FOCAL_NATIVE_SANITIZER_TESTS=1 (~6 min)"),
     pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux (GCC/Clang ASan) only"),
 ]
 
@@ -65,8 +69,10 @@ def test_suite_under_asan_and_ubsan(request):
     reports = [line for line in out.splitlines()
                if "ERROR: AddressSanitizer" in line or "runtime error:" in line
                or "ERROR: LeakSanitizer" in line]
-    summary = [line for line in out.splitlines()
-               if line.startswith("[asan_build]") or " passed" in line or " failed" in line]
+    keys = ("extension built", "pytest finished", " passed", " failed", "OK: no sanitizer",
+            "C++ tests built", "tests passed out of")
+    summary = [line.replace("[asan_build] ", "") for line in out.splitlines()
+               if any(k in line for k in keys)]
     _report(request.config, f"sanitizers: {len(reports)} reports, script exit {proc.returncode} "
                             f"in {elapsed:.0f} s; " + " | ".join(summary[-4:]))
     assert not reports, "\n".join(reports[:20]) + "\n...\n" + out[-6000:]

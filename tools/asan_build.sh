@@ -63,8 +63,9 @@ DEFAULT_TESTS=(
   tests/test_reliability_threads.py
   tests/test_reliability_fork.py
 )
-for f in "$ROOT"/tests/test_sigmoid_errors.py "$ROOT"/tests/test_softmax_errors.py \
-         "$ROOT"/tests/test_sigmoid.py "$ROOT"/tests/test_softmax.py; do
+# (The larger tests/test_sigmoid.py and tests/test_softmax.py pass too, in about
+# a minute more: tools/asan_build.sh -- tests/test_sigmoid.py tests/test_softmax.py)
+for f in "$ROOT"/tests/test_sigmoid_errors.py "$ROOT"/tests/test_softmax_errors.py; do
   [[ -f "$f" ]] && DEFAULT_TESTS+=("tests/$(basename "$f")")
 done
 
@@ -94,6 +95,8 @@ else
            -C cmake.define.FOCAL_NATIVE_DISPATCH=OFF)
 fi
 SITE="$ASAN_DIR/site"
+
+export PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1
 
 log() { printf '[asan_build] %s\n' "$*" >&2; }
 
