@@ -67,7 +67,7 @@ def _real(value, name, fname):
     try:
         return float(value)
     except OverflowError:  # a Python int beyond the double range
-        return math.copysign(math.inf, value)
+        return math.inf if value > 0 else -math.inf
 
 
 def check_gamma(gamma, fname):

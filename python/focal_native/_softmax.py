@@ -66,7 +66,7 @@ def _run(fname, logits, targets, alpha, gamma, reduction, axis, ignore_index, la
         kt = c.check_labels(t, fname)
     elif kind in "fb" and t.shape == z.shape:
         dense = True
-        kt = c.to_value_dtype(t, z.dtype, fname) if kind == "f" else t.astype(z.dtype)
+        kt = c.to_value_dtype(t, z.dtype, fname) if kind == "f" else np.ascontiguousarray(t, dtype=z.dtype)
         if eps > 0.0 and classes > 0:
             bad = ~((kt >= 0) & (kt <= 1))
             if bad.any():
