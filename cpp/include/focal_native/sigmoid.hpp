@@ -18,6 +18,7 @@
 #include "detail/math.hpp"
 #include "detail/parallel.hpp"
 #include "detail/sigmoid_elem.hpp"
+#include "detail/sigmoid_f32.hpp"
 
 FOCAL_NATIVE_BEGIN_NAMESPACE
 namespace detail {
@@ -121,14 +122,49 @@ FOCAL_NATIVE_INLINE bool elementwise_target_bad(double y) noexcept {
     return y != 0.0 && y != 1.0;
 }
 
+// Whether the float-arithmetic path (detail/sigmoid_f32.hpp) may run a call:
+// float32 data, hard labels, gamma 0 or 2 (compile-time), and no scale that
+// could lift a float intermediate flushed below FLT_MIN back into the normal
+// range: output scales <= 1, no upstream gradient, and alphas that are 0 or
+// far from float32's subnormal range.
+//
+// With soft (float) targets only the elements whose target is exactly 0 or 1
+// take it, so that they keep the bits of the same call with hard labels.
+template <class T, GammaKind G, bool Up>
+inline bool use_float_path(const SigmoidConsts& c, double inv_norm, double gscale) noexcept {
+  if constexpr (std::is_same_v<T, float> && G != GammaKind::general && !Up) {
+    auto alpha_ok = [](double a) { return a == 0.0 || (a >= 0x1p-60 && a <= 1.0); };
+    return inv_norm <= 1.0 && gscale <= 1.0 && alpha_ok(c.alpha_pos) && alpha_ok(c.alpha_neg);
+  } else {
+    (void)c, (void)inv_norm, (void)gscale;
+    return false;
+  }
+}
+
+// Adds float per-element values to a LaneSum in the same fixed order.
+FOCAL_NATIVE_INLINE void lane_add_f(LaneSum& s, const float* v, std::int64_t m) noexcept {
+  std::int64_t j = 0;
+  for (; j + 8 <= m; j += 8)
+    for (int l = 0; l < 8; ++l) s.lane[l] += static_cast<double>(v[j + l]);
+  for (int l = 0; j < m; ++j, ++l) s.lane[l] += static_cast<double>(v[j]);
+}
+
 // One element of the elementwise kernel, on the staged double buffers:
-// writes the loss and the unscaled derivative.
-template <Prec P, GammaKind G, class Y>
+// writes the loss and the unscaled derivative. Fast: hard targets (0 or 1)
+// in float arithmetic (float32 data; see use_float_path).
+template <Prec P, GammaKind G, class Y, bool Fast>
 FOCAL_NATIVE_INLINE void elementwise_step(const double* zb, const double* yb, double* lb,
-                                            double* gb, std::int64_t j,
-                                            const SigmoidConsts& c) noexcept {
+                                            double* gb, std::int64_t j, const SigmoidConsts& c,
+                                            float apos, float aneg) noexcept {
   const double zi = zb[j], yi = yb[j];
-  LossGrad r = sigmoid_hard<P, G, true>(zi, yi == 1.0, c);
+  LossGrad r;
+  if constexpr (Fast && G != GammaKind::general) {
+    const LossGradF h = sigmoid_hard_f<G, true>(static_cast<float>(zi), yi == 1.0, apos, aneg);
+    r = {static_cast<double>(h.loss), static_cast<double>(h.dz)};
+  } else {
+    (void)apos, (void)aneg;
+    r = sigmoid_hard<P, G, true>(zi, yi == 1.0, c);
+  }
   if constexpr (std::is_floating_point_v<Y>) {
     const LossGrad s = sigmoid_soft<P, G, true>(zi, yi, c);
     const bool hard = yi == 0.0 || yi == 1.0;
@@ -140,17 +176,28 @@ FOCAL_NATIVE_INLINE void elementwise_step(const double* zb, const double* yb, do
 }
 
 // One element (o, k, i) at flat offset j of the class-index kernel, label lv.
-template <Prec P, GammaKind G, bool StoreLoss, bool WantGrad, bool Up, class T>
+// Fast: the float-arithmetic path (same bits as the elementwise kernel's).
+template <Prec P, GammaKind G, bool StoreLoss, bool WantGrad, bool Up, bool Fast, class T>
 FOCAL_NATIVE_INLINE double label_step(const T* z, std::int64_t j, bool positive, bool ignored,
-                                      const SigmoidConsts& c, double inv_norm, double gscale,
-                                      T* loss_out, T* grad_out, const T* up) noexcept {
-  const LossGrad h = sigmoid_hard<P, G, WantGrad>(static_cast<double>(z[j]), positive, c);
+                                      const SigmoidConsts& c, float apos, float aneg,
+                                      double inv_norm, double gscale, T* loss_out, T* grad_out,
+                                      const T* up) noexcept {
+  LossGrad h;
+  if constexpr (Fast) {
+    const LossGradF hf = sigmoid_hard_f<G, WantGrad>(static_cast<float>(z[j]), positive, apos, aneg);
+    h = {static_cast<double>(hf.loss), static_cast<double>(hf.dz)};
+  } else {
+    (void)apos, (void)aneg;
+    h = sigmoid_hard<P, G, WantGrad>(static_cast<double>(z[j]), positive, c);
+  }
   const double loss = ignored ? 0.0 : h.loss;
   if constexpr (StoreLoss) loss_out[j] = static_cast<T>(loss * inv_norm);
   if constexpr (WantGrad) {
-    double g = ignored ? 0.0 : h.dz * gscale;
+    double g = h.dz * gscale;
     if constexpr (Up) g *= static_cast<double>(up[j]);
-    grad_out[j] = static_cast<T>(g);
+    // Ignored after the upstream factor: an infinite grad_output at an
+    // ignored position must not turn its zero into NaN.
+    grad_out[j] = static_cast<T>(select_bits(ignored, 0.0, g));
   }
   return loss;
 }
@@ -168,6 +215,8 @@ Status sigmoid_elementwise(const T* z, const Y* y, std::int64_t n, const Sigmoid
       o.reduction == Reduction::mean && n > 0 ? inv_norm / static_cast<double>(n) : inv_norm;
   const Blocking bl = make_blocking(n, 2048);
   BlockResults r;
+  const bool fast = use_float_path<T, G, Up>(c, inv_norm, gscale);
+  const float apos = static_cast<float>(c.alpha_pos), aneg = static_cast<float>(c.alpha_neg);
   // Captures by value: the loop must see plain local pointers, not loads
   // through the closure, or the compiler cannot prove the loop vectorizable.
   for_each_block(bl.count, n, get_num_threads(), [=, &r](std::int64_t b) {
@@ -181,6 +230,39 @@ Status sigmoid_elementwise(const T* z, const Y* y, std::int64_t n, const Sigmoid
     const std::int64_t i1 = i0 + bl.block < n ? i0 + bl.block : n;
     LaneSum lanes;
     std::int64_t anybad = 0;
+    if constexpr (std::is_same_v<T, float> && !std::is_floating_point_v<Y> &&
+                  G != GammaKind::general && !Up) {
+      if (fast) {
+        alignas(64) float zf[kElemChunk], yf[kElemChunk], lf[kElemChunk], gf[kElemChunk];
+        for (std::int64_t c0 = i0; c0 < i1; c0 += kElemChunk) {
+          const std::int64_t m = i1 - c0 < kElemChunk ? i1 - c0 : kElemChunk;
+          FOCAL_NATIVE_SIMD
+          for (std::int64_t j = 0; j < m; ++j) {
+            zf[j] = zz[c0 + j];
+            yf[j] = static_cast<float>(yy[c0 + j]);
+          }
+          FOCAL_NATIVE_SIMD
+          for (std::int64_t j = 0; j < m; ++j) {
+            const LossGradF e = sigmoid_hard_f<G, WantGrad>(zf[j], yf[j] == 1.0f, apos, aneg);
+            lf[j] = e.loss;
+            gf[j] = e.dz;
+          }
+          std::int32_t bad = 0;
+          FOCAL_NATIVE_PRAGMA(omp simd reduction(| : bad))
+          for (std::int64_t j = 0; j < m; ++j) bad |= (yf[j] != 0.0f && yf[j] != 1.0f);
+          anybad |= bad;
+          lane_add_f(lanes, lf, m);
+          FOCAL_NATIVE_SIMD
+          for (std::int64_t j = 0; j < m; ++j) {
+            if constexpr (StoreLoss) lo[c0 + j] = static_cast<T>(static_cast<double>(lf[j]) * inv_norm);
+            if constexpr (WantGrad) go[c0 + j] = static_cast<T>(static_cast<double>(gf[j]) * gscale);
+          }
+        }
+        r.partial[b] = lanes.total();
+        r.bad[b] = static_cast<unsigned char>(anybad != 0);
+        return;
+      }
+    }
     // Chunks staged through double buffers: the compute loop then touches
     // doubles only, so it vectorizes at 8 lanes per 512-bit register instead
     // of the 64 lanes a uint8 target array would impose (and the spills).
@@ -192,9 +274,17 @@ Status sigmoid_elementwise(const T* z, const Y* y, std::int64_t n, const Sigmoid
         zb[j] = static_cast<double>(zz[c0 + j]);
         yb[j] = static_cast<double>(yy[c0 + j]);
       }
-      FOCAL_NATIVE_SIMD
-      for (std::int64_t j = 0; j < m; ++j)
-        elementwise_step<P, G, Y>(zb, yb, lb, gb, j, c);
+      constexpr bool kMixed = std::is_same_v<T, float> && std::is_floating_point_v<Y> &&
+                              G != GammaKind::general && !Up;
+      if (kMixed && fast) {
+        FOCAL_NATIVE_SIMD
+        for (std::int64_t j = 0; j < m; ++j)
+          elementwise_step<P, G, Y, kMixed>(zb, yb, lb, gb, j, c, apos, aneg);
+      } else {
+        FOCAL_NATIVE_SIMD
+        for (std::int64_t j = 0; j < m; ++j)
+          elementwise_step<P, G, Y, false>(zb, yb, lb, gb, j, c, apos, aneg);
+      }
       FOCAL_NATIVE_PRAGMA(omp simd reduction(| : anybad))
       for (std::int64_t j = 0; j < m; ++j)
         anybad |= elementwise_target_bad<Y>(yb[j]);
@@ -243,9 +333,10 @@ inline std::int64_t count_not_ignored(const L* lab, std::int64_t n, std::int64_t
 
 // Class-index targets: element (o, k, i) is positive iff labels[o*inner + i] == k;
 // label == classes means background, label == ignore_index ignores the position.
-template <class T, class L, GammaKind G, bool StoreLoss, bool WantGrad, bool Up>
-Status sigmoid_labels(const T* z_in, const L* lab_in, ClassLayout lay, const SigmoidOptions& o,
-                      T* loss_in, T* grad_in, const T* up_in) noexcept {
+template <class T, class L, GammaKind G, bool StoreLoss, bool WantGrad, bool Up, bool Fast>
+Status sigmoid_labels_impl(const T* z_in, const L* lab_in, ClassLayout lay,
+                           const SigmoidOptions& o, T* loss_in, T* grad_in,
+                           const T* up_in) noexcept {
   constexpr Prec P = prec_for<T>;
   const SigmoidConsts c = sigmoid_consts(o);
   const double inv_norm = 1.0 / o.normalizer;
@@ -259,6 +350,7 @@ Status sigmoid_labels(const T* z_in, const L* lab_in, ClassLayout lay, const Sig
     const std::int64_t counted = count_not_ignored(lab_in, npos, ign) * C;
     if (counted > 0) gscale = inv_norm / static_cast<double>(counted);
   }
+  const float apos = static_cast<float>(c.alpha_pos), aneg = static_cast<float>(c.alpha_neg);
   const std::int64_t min_block = C >= 2048 ? 1 : 2048 / (C > 0 ? C : 1);
   const Blocking bl = make_blocking(npos, min_block);
   BlockResults r;
@@ -291,8 +383,9 @@ Status sigmoid_labels(const T* z_in, const L* lab_in, ClassLayout lay, const Sig
         double racc = 0.0;
         FOCAL_NATIVE_SIMD_REDUCE(+, racc)
         for (std::int64_t k = 0; k < C; ++k)
-          racc += label_step<P, G, StoreLoss, WantGrad, Up>(z, base + k, k == lv, ignored, c,
-                                                           inv_norm, gscale, loss_out, grad_out, up);
+          racc += label_step<P, G, StoreLoss, WantGrad, Up, Fast>(
+              z, base + k, k == lv, ignored, c, apos, aneg, inv_norm, gscale, loss_out, grad_out,
+              up);
         acc += racc;
       } else {
         for (std::int64_t i = i0; i < i1; ++i) {
@@ -307,8 +400,9 @@ Status sigmoid_labels(const T* z_in, const L* lab_in, ClassLayout lay, const Sig
           for (std::int64_t i = i0; i < i1; ++i) {
             const std::int64_t lv = static_cast<std::int64_t>(lrow[i]);
             const bool ignored = lv == ign || label_bad(lrow[i], C, ign);
-            racc += label_step<P, G, StoreLoss, WantGrad, Up>(z, base + i, k == lv, ignored, c,
-                                                             inv_norm, gscale, loss_out, grad_out, up);
+            racc += label_step<P, G, StoreLoss, WantGrad, Up, Fast>(
+                z, base + i, k == lv, ignored, c, apos, aneg, inv_norm, gscale, loss_out, grad_out,
+                up);
           }
           acc += racc;
         }
@@ -332,6 +426,21 @@ Status sigmoid_labels(const T* z_in, const L* lab_in, ClassLayout lay, const Sig
     counted += r.counted[b];
   }
   return finish(r, bl.count, inv_norm, o.reduction, counted);
+}
+
+// Class-index targets: the float-arithmetic instantiation where it applies.
+template <class T, class L, GammaKind G, bool StoreLoss, bool WantGrad, bool Up>
+Status sigmoid_labels(const T* z, const L* lab, ClassLayout lay, const SigmoidOptions& o,
+                      T* loss_out, T* grad_out, const T* up) noexcept {
+  if constexpr (std::is_same_v<T, float> && G != GammaKind::general && !Up) {
+    const double inv_norm = 1.0 / o.normalizer;
+    // The mean's gradient scale inv_norm / count is <= inv_norm.
+    if (use_float_path<T, G, Up>(sigmoid_consts(o), inv_norm, inv_norm))
+      return sigmoid_labels_impl<T, L, G, StoreLoss, WantGrad, Up, true>(z, lab, lay, o,
+                                                                          loss_out, grad_out, up);
+  }
+  return sigmoid_labels_impl<T, L, G, StoreLoss, WantGrad, Up, false>(z, lab, lay, o, loss_out,
+                                                                       grad_out, up);
 }
 
 // Picks the gamma specialisation and output combination at run time.

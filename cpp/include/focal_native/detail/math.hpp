@@ -35,6 +35,15 @@ FOCAL_NATIVE_INLINE double double_of(std::uint64_t u) noexcept {
   return x;
 }
 
+// c ? a : b as a bitwise blend. A plain conditional whose result is then
+// converted to another floating type (double -> float store) is turned by GCC
+// into a conversion in each arm, which under trapping math it will not
+// if-convert: the loop stays scalar. Integer masks never trap.
+FOCAL_NATIVE_INLINE double select_bits(bool c, double a, double b) noexcept {
+  const std::uint64_t m = std::uint64_t{0} - static_cast<std::uint64_t>(c);
+  return double_of((bits_of(a) & m) | (bits_of(b) & ~m));
+}
+
 // a*b + c, rounded once where the hardware has FMA.
 FOCAL_NATIVE_INLINE double mul_add(double a, double b, double c) noexcept {
 #if FOCAL_NATIVE_HAS_FMA
