@@ -474,6 +474,20 @@ def test_ignore_index(isa, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DT_IDS)
+def test_ignored_position_stays_zero_under_infinite_grad_output(isa, dtype):
+    for shape, axis in (((4, 3), -1), ((2, 3, 5), 1), ((3, 40), -1)):
+        z = make_logits(rng_for("ign-inf", shape), shape, dtype)
+        pos = pos_shape_of(shape, axis)
+        lab = np.zeros(pos, dtype=np.int64)
+        lab.flat[0] = -100
+        w = np.ones(pos, dtype=dtype)
+        w.flat[0] = np.inf
+        g = fn.softmax_focal_loss_grad(z, lab, axis=axis, reduction="none", grad_output=w)
+        gm = np.moveaxis(g, axis, -1).reshape(-1, shape[axis])
+        assert np.all(gm[0] == 0) and np.all(np.isfinite(gm)), gm
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DT_IDS)
 def test_all_ignored(isa, dtype):
     for shape, axis in (((5, 3), -1), ((2, 3, 4), 1), ((300, 7), -1)):
         z = make_logits(rng_for("allign", shape), shape, dtype)

@@ -20,6 +20,7 @@
 #include "detail/math.hpp"
 #include "detail/parallel.hpp"
 #include "detail/sigmoid_elem.hpp"
+#include "detail/sigmoid_f32.hpp"
 #include "sigmoid.hpp"
 
 FOCAL_NATIVE_BEGIN_NAMESPACE
@@ -62,6 +63,32 @@ FOCAL_NATIVE_INLINE double exp_shifted(double z, double m) noexcept {
   } else {
     return exp_nonpos<P>(shifted(z, m));
   }
+}
+
+// exp(z - m) for float32 data z <= m in float arithmetic (16 lanes per
+// 512-bit register): z - m is formed exactly as dh + dl (TwoSum), so the
+// exponential of a class far below the maximum keeps its relative accuracy
+// (its gradient is measured in its own ulps), and exp(dh + dl) is about
+// 1 ulp. Same conventions as exp_shifted: z == m gives 1, NaN propagates.
+FOCAL_NATIVE_INLINE float exp_diff_f(float z, float m) noexcept {
+  const bool same = z == m;
+  const float s = z - m;
+  const float bb = s - z;
+  const float err = (z - (s - bb)) + (-m - bb);
+  const float dh = same ? 0.0f : s;
+  // err is meaningless (NaN) when s is -inf (z = -inf, or m = +inf).
+  const float dl = (same || !(s > -std::numeric_limits<float>::infinity())) ? 0.0f : err;
+  return exp_nonpos_f(dh, dl);
+}
+
+// Whether a row (or tile) of float32 data may take exp_diff_f: every
+// exponential is then at least exp(-87) > FLT_MIN, so float arithmetic drops
+// nothing (a term below FLT_MIN would be flushed, and C of them can add up to
+// a normal loss). Infinite and NaN rows keep the double path and its
+// conventions.
+template <class T>
+FOCAL_NATIVE_INLINE bool float_exp_ok(double m, double lo) noexcept {
+  return std::is_same_v<T, float> && m - lo <= 87.0;
 }
 
 // 1 - p and log(1 - p) for a class with probability p = e / S, where
@@ -143,12 +170,53 @@ struct CompensatedSum {
 
 inline constexpr std::int64_t kSumChunk = 256;
 
+// park[j * stride] = v[j] rounded to T, in a loop of its own: a conversion
+// to float of a value selected inside the exp loop is sunk into the select's
+// arms by GCC, which under trapping math then leaves the whole loop scalar.
+template <class T>
+FOCAL_NATIVE_INLINE void park_values(const double* v, T* park, std::int64_t stride,
+                                     std::int64_t m) noexcept {
+  FOCAL_NATIVE_SIMD
+  for (std::int64_t j = 0; j < m; ++j) park[j * stride] = static_cast<T>(v[j]);
+}
+
 // sum_{k != skip} exp(z(k) - m) over one position's classes (element k at
-// row[k * stride]); compensated for float64 data.
-template <Prec P, class T>
+// row[k * stride]); compensated for float64 data. With Park, each exp(z(k) - m)
+// is also stored (rounded to T) at park[k * stride], for the gradient pass.
+// FloatExp (float32 data, contiguous rows): the exponentials in float.
+template <Prec P, bool Park = false, bool FloatExp = false, class T>
 FOCAL_NATIVE_INLINE double sum_exp_except(const T* row, std::int64_t stride, std::int64_t C,
-                                          double m, std::int64_t skip) noexcept {
-  if constexpr (P == Prec::full) {
+                                          double m, std::int64_t skip,
+                                          T* park = nullptr) noexcept {
+  if constexpr (FloatExp) {
+    static_assert(std::is_same_v<T, float>, "float exponentials are for float32 data");
+    // Float exponentials (see exp_diff_f), summed in double; the chunk
+    // buffer keeps one loop (one summation order) with or without parking.
+    (void)stride;
+    const float mf = static_cast<float>(m);  // m is the maximum of float data
+    double so = 0.0;
+    alignas(64) float eb[kSumChunk];
+    for (std::int64_t k0 = 0; k0 < C; k0 += kSumChunk) {
+      const std::int64_t mk = C - k0 < kSumChunk ? C - k0 : kSumChunk;
+      double part = 0.0;
+      FOCAL_NATIVE_SIMD_REDUCE(+, part)
+      for (std::int64_t j = 0; j < mk; ++j) {
+        const float e = exp_diff_f(row[k0 + j], mf);
+        eb[j] = e;
+        // Converted after a float product by a 0/1 weight: GCC sinks a
+        // conversion of the exp's result (a select) into the select's arms,
+        // and under trapping math then leaves the whole loop scalar. e is in
+        // [0, 1] or NaN (then the whole row is NaN): the product is exact.
+        part += static_cast<double>(e * (k0 + j == skip ? 0.0f : 1.0f));
+      }
+      so += part;
+      if constexpr (Park) {
+        FOCAL_NATIVE_SIMD
+        for (std::int64_t j = 0; j < mk; ++j) park[k0 + j] = eb[j];
+      }
+    }
+    return so;
+  } else if constexpr (P == Prec::full) {
     CompensatedSum cs;
     alignas(64) double eb[kSumChunk];
     for (std::int64_t k0 = 0; k0 < C; k0 += kSumChunk) {
@@ -156,17 +224,29 @@ FOCAL_NATIVE_INLINE double sum_exp_except(const T* row, std::int64_t stride, std
       FOCAL_NATIVE_SIMD
       for (std::int64_t j = 0; j < mk; ++j) {
         const double e = exp_shifted<P>(static_cast<double>(row[(k0 + j) * stride]), m);
+        if constexpr (Park) park[(k0 + j) * stride] = static_cast<T>(e);  // T = double
         eb[j] = k0 + j == skip ? 0.0 : e;
       }
       cs.add(eb, mk);
     }
     return cs.total();
   } else {
+    // Chunks through a buffer whether or not the values are parked: the same
+    // loop (so the same summation order) for loss-only and gradient calls,
+    // and the conversion to T out of the exp loop (see park_values).
     double so = 0.0;
-    FOCAL_NATIVE_SIMD_REDUCE(+, so)
-    for (std::int64_t k = 0; k < C; ++k) {
-      const double e = exp_shifted<P>(static_cast<double>(row[k * stride]), m);
-      so += k == skip ? 0.0 : e;
+    alignas(64) double eb[kSumChunk];
+    for (std::int64_t k0 = 0; k0 < C; k0 += kSumChunk) {
+      const std::int64_t mk = C - k0 < kSumChunk ? C - k0 : kSumChunk;
+      double part = 0.0;
+      FOCAL_NATIVE_SIMD_REDUCE(+, part)
+      for (std::int64_t j = 0; j < mk; ++j) {
+        const double e = exp_shifted<P>(static_cast<double>(row[(k0 + j) * stride]), m);
+        eb[j] = e;
+        part += k0 + j == skip ? 0.0 : e;
+      }
+      so += part;
+      if constexpr (Park) park_values(eb, park + k0 * stride, stride, mk);
     }
     return so;
   }
@@ -175,6 +255,7 @@ FOCAL_NATIVE_INLINE double sum_exp_except(const T* row, std::int64_t stride, std
 // Per-position state of a tile.
 struct SoftmaxTile {
   double m[kSoftmaxTile];      // row maximum
+  float mf[kSoftmaxTile];      // ... as a float (float32 data, columns mode)
   double s[kSoftmaxTile];      // sum of exp over the other classes (index: k != c; dense: k != argmax)
   double sc[kSoftmaxTile];     // its compensation (float64 data)
   double a[kSoftmaxTile];      // index: exp(z_c - m); dense: unused
@@ -184,6 +265,8 @@ struct SoftmaxTile {
   double q[kSoftmaxTile];      // index: 1 - p_c; dense: T_rest
   double inv_s[kSoftmaxTile];  // 1 / S
   double t_all[kSoftmaxTile];  // dense: T = sum_k y_k F_k
+  double fq[kSoftmaxTile];     // index: gradient of the labelled class, F q
+  double nfs[kSoftmaxTile];    // index: -F / S (times exp(z_k - m): gradient of class k)
   double scale[kSoftmaxTile];  // gradient scale of the position (0 when ignored)
   std::int64_t live[kSoftmaxTile];  // 1 when the position counts (not ignored, label valid); 64-bit like the doubles, so loops vectorize
   double loss[kSoftmaxTile];
@@ -209,50 +292,73 @@ template <class T, class L, GammaKind G, bool StoreLoss, bool WantGrad, bool Up>
 struct IndexKernel {
   static constexpr Prec P = prec_for<T>;
 
-  // Pass 1 and 2: maximum, then the sums of exponentials.
-  static FOCAL_NATIVE_INLINE void sums(const T* z, const TileGeom& g, std::int64_t C,
+  // The logit of each position's labelled class, read before the sums: with
+  // a gradient written in place, the sums pass overwrites the logits.
+  static FOCAL_NATIVE_INLINE void label_logits(const T* z, const TileGeom& g,
+                                               SoftmaxTile& tl) noexcept {
+    for (std::int64_t t = 0; t < g.n; ++t) {
+      const std::int64_t c = tl.c[t];
+      tl.zc[t] = c >= 0 ? static_cast<double>(z[g.at(t, c)]) : 0.0;
+    }
+  }
+
+  // Pass 1 and 2: maximum, then the sums of exponentials. When the gradient
+  // is wanted, each exp(z_k - m) is parked (rounded to T) in the gradient
+  // output at its own index, so the gradient pass needs no second exp: the
+  // gradient output may alias the logits, and element k is read before it is
+  // written. Loss-only calls compute the same sums, so the loss has the same
+  // bits either way.
+  template <bool Park>
+  static FOCAL_NATIVE_INLINE void sums(const T* z, T* go, const TileGeom& g, std::int64_t C,
                                        SoftmaxTile& tl) noexcept {
     if (g.rows)
-      sums_rows(z, g, C, tl);
+      sums_rows<Park>(z, go, g, C, tl);
     else if (g.tstride != 1)
-      sums_cols<true>(z, g, C, tl);
+      sums_cols<Park, true>(z, go, g, C, tl);
     else
-      sums_cols<false>(z, g, C, tl);
+      sums_cols<Park, false>(z, go, g, C, tl);
   }
 
   // Rows mode: one row at a time, vectorized over its classes.
-  static FOCAL_NATIVE_INLINE void sums_rows(const T* z, const TileGeom& g, std::int64_t C,
+  template <bool Park>
+  static FOCAL_NATIVE_INLINE void sums_rows(const T* z, T* go, const TileGeom& g, std::int64_t C,
                                             SoftmaxTile& tl) noexcept {
     {
       for (std::int64_t t = 0; t < g.n; ++t) {
         const T* row = z + g.at(t, 0);
         double m = -std::numeric_limits<double>::infinity();
+        double lo = std::numeric_limits<double>::infinity();
         int nan = 0;
-        FOCAL_NATIVE_PRAGMA(omp simd reduction(max : m) reduction(| : nan))
+        FOCAL_NATIVE_PRAGMA(omp simd reduction(max : m) reduction(min : lo) reduction(| : nan))
         for (std::int64_t k = 0; k < C; ++k) {
           const double v = static_cast<double>(row[k]);
           m = v > m ? v : m;
+          lo = v < lo ? v : lo;
           nan |= v != v;
         }
         m = nan ? std::numeric_limits<double>::quiet_NaN() : m;
         tl.m[t] = m;
-        tl.s[t] = sum_exp_except<P>(row, 1, C, m, tl.c[t]);
+        T* park = Park ? go + g.at(t, 0) : nullptr;  // go may be null without parking
+        if (float_exp_ok<T>(m, lo))
+          tl.s[t] = sum_exp_except<P, Park, std::is_same_v<T, float>>(row, 1, C, m, tl.c[t], park);
+        else
+          tl.s[t] = sum_exp_except<P, Park, false>(row, 1, C, m, tl.c[t], park);
       }
     }
   }
 
   // Columns mode: vectorized over the positions of the tile, class by class
   // (contiguous for NCHW; strided, i.e. gathers, for short rows).
-  template <bool Strided>
-  static FOCAL_NATIVE_INLINE void sums_cols(const T* z, const TileGeom& g, std::int64_t C,
+  template <bool Park, bool Strided>
+  static FOCAL_NATIVE_INLINE void sums_cols(const T* z, T* go, const TileGeom& g, std::int64_t C,
                                             SoftmaxTile& tl) noexcept {
     const std::int64_t ts = Strided ? g.tstride : 1;
     {
       FOCAL_NATIVE_SIMD
       for (std::int64_t t = 0; t < g.n; ++t) {
         tl.m[t] = -std::numeric_limits<double>::infinity();
+        tl.sc[t] = std::numeric_limits<double>::infinity();  // row minimum, then compensation
         tl.s[t] = 0.0;
-        tl.sc[t] = 0.0;
       }
       for (std::int64_t k = 0; k < C; ++k) {
         const T* col = z + g.at(0, k);
@@ -262,13 +368,43 @@ struct IndexKernel {
           const double m = tl.m[t];
           // NaN sticks once seen: m becomes NaN and every comparison keeps it.
           tl.m[t] = (v > m || v != v) ? v : m;
+          tl.sc[t] = v < tl.sc[t] ? v : tl.sc[t];
         }
       }
+      // Float exponentials for the whole tile when every position allows them.
+      bool use_f = std::is_same_v<T, float>;
+      for (std::int64_t t = 0; t < g.n; ++t) use_f = use_f && float_exp_ok<T>(tl.m[t], tl.sc[t]);
+      FOCAL_NATIVE_SIMD
+      for (std::int64_t t = 0; t < g.n; ++t) {
+        tl.mf[t] = static_cast<float>(tl.m[t]);
+        tl.sc[t] = 0.0;
+      }
+      alignas(64) double eb[kSoftmaxTile];
       for (std::int64_t k = 0; k < C; ++k) {
         const T* col = z + g.at(0, k);
+        T* pcol = Park ? go + g.at(0, k) : nullptr;  // go may be null without parking
+        if constexpr (std::is_same_v<T, float>) {
+          if (use_f) {
+            // Float exponentials (exp_diff_f), parked as they are, summed in
+            // double in class order (the same order with or without parking).
+            FOCAL_NATIVE_SIMD
+            for (std::int64_t t = 0; t < g.n; ++t) {
+              const float e = exp_diff_f(col[t * ts], tl.mf[t]);
+              if constexpr (Park) pcol[t * ts] = e;
+              tl.s[t] += static_cast<double>(e * (k == tl.c[t] ? 0.0f : 1.0f));  // see sum_exp_except
+            }
+            continue;
+          }
+        }
         FOCAL_NATIVE_SIMD
         for (std::int64_t t = 0; t < g.n; ++t) {
           const double e = exp_shifted<P>(static_cast<double>(col[t * ts]), tl.m[t]);
+          if constexpr (Park) {
+            if constexpr (std::is_same_v<T, double>)
+              pcol[t * ts] = e;
+            else
+              eb[t] = e;  // converted in a loop of its own (see park_values)
+          }
           const double v = k == tl.c[t] ? 0.0 : e;
           if constexpr (P == Prec::full) {
             // Compensated (TwoSum) accumulation, see CompensatedSum.
@@ -280,6 +416,7 @@ struct IndexKernel {
             tl.s[t] += v;
           }
         }
+        if constexpr (Park && !std::is_same_v<T, double>) park_values(eb, pcol, ts, g.n);
       }
       if constexpr (P == Prec::full) {
         FOCAL_NATIVE_SIMD
@@ -289,16 +426,14 @@ struct IndexKernel {
   }
 
   // Per position: loss and gradient factor.
-  static FOCAL_NATIVE_INLINE void finish(const T* z, const TileGeom& g, const SoftmaxConsts& sc,
+  static FOCAL_NATIVE_INLINE void finish(const SoftmaxConsts& sc, std::int64_t n,
                                          SoftmaxTile& tl) noexcept {
-    for (std::int64_t t = 0; t < g.n; ++t) {
+    for (std::int64_t t = 0; t < n; ++t) {
       const std::int64_t c = tl.c[t];
-      const double zc = c >= 0 ? static_cast<double>(z[g.at(t, c)]) : 0.0;
-      tl.zc[t] = zc;
       tl.a[t] = c >= 0 ? class_alpha(sc, c) : 0.0;
     }
     FOCAL_NATIVE_SIMD
-    for (std::int64_t t = 0; t < g.n; ++t) {
+    for (std::int64_t t = 0; t < n; ++t) {
       const double d = shifted(tl.zc[t], tl.m[t]);
       const double a = exp_shifted<P>(tl.zc[t], tl.m[t]);
       const double so = tl.s[t];
@@ -313,62 +448,110 @@ struct IndexKernel {
       const QLog ql = q_and_log<P>(p, so, inv_s, log_s);
       const FocalTerms ft = focal_terms<P, G>(tl.a[t], p, log_p, ql, sc.gamma);
       const bool live = tl.live[t] != 0;
-      tl.loss[t] = live ? ft.loss : 0.0;
+      // A NaN loss (NaN logits) as the canonical quiet NaN: its sign would
+      // otherwise depend on which instructions (vector or scalar, with or
+      // without parking) propagated it, and loss-only and fused calls must
+      // return the same bits.
+      const double loss = ft.loss != ft.loss ? std::numeric_limits<double>::quiet_NaN() : ft.loss;
+      tl.loss[t] = live ? loss : 0.0;
       tl.f[t] = live ? ft.f * tl.scale[t] : 0.0;
       tl.q[t] = ql.q;
       tl.inv_s[t] = inv_s;
+      tl.fq[t] = tl.f[t] * ql.q;
+      tl.nfs[t] = -tl.f[t] * inv_s;
     }
   }
 
-  static FOCAL_NATIVE_INLINE void grad_step(const T* row, T* grow, std::int64_t k, double m,
-                                            std::int64_t c, double fq, double nfs) noexcept {
-    const double e = exp_shifted<P>(static_cast<double>(row[k]), m);
-    grow[k] = static_cast<T>(k == c ? fq : nfs * e);
+  // Pass 3 without parked exponentials: exp(z_k - m) recomputed in double
+  // from the logits (element k is read before it is written, so the gradient
+  // may overwrite the logits). Used for float32 data when a scale above 1
+  // could lift an exponential that float parking flushed (below FLT_MIN).
+  static FOCAL_NATIVE_INLINE void grad_recompute(const T* z, T* go, const TileGeom& g,
+                                                 std::int64_t C, const SoftmaxTile& tl) noexcept {
+    for (std::int64_t k = 0; k < C; ++k) {
+      for (std::int64_t t = 0; t < g.n; ++t) {
+        const std::int64_t j = g.at(t, k);
+        const double e = exp_shifted<P>(static_cast<double>(z[j]), tl.m[t]);
+        const double gk = k == tl.c[t] ? tl.fq[t] : tl.nfs[t] * e;
+        go[j] = static_cast<T>(tl.live[t] != 0 ? gk : 0.0);
+      }
+    }
   }
 
-  // Pass 3: dFL/dz_k = F (delta_kc - p_k), using q for k == c.
-  static FOCAL_NATIVE_INLINE void grad(const T* z, T* go, const TileGeom& g, std::int64_t C,
+  // Pass 3: dFL/dz_k = F (delta_kc - p_k), using q for k == c, from the
+  // exponentials parked in the gradient output by the sums pass.
+  static FOCAL_NATIVE_INLINE void grad(T* go, const TileGeom& g, std::int64_t C,
                                        const SoftmaxTile& tl) noexcept {
     if (g.rows)
-      grad_rows(z, go, g, C, tl);
+      grad_rows(go, g, C, tl);
     else if (g.tstride != 1)
-      grad_cols<true>(z, go, g, C, tl);
+      grad_cols<true>(go, g, C, tl);
     else
-      grad_cols<false>(z, go, g, C, tl);
+      grad_cols<false>(go, g, C, tl);
   }
 
-  static FOCAL_NATIVE_INLINE void grad_rows(const T* z, T* go, const TileGeom& g, std::int64_t C,
+  static FOCAL_NATIVE_INLINE void grad_rows(T* go, const TileGeom& g, std::int64_t C,
                                             const SoftmaxTile& tl) noexcept {
-    {
-      for (std::int64_t t = 0; t < g.n; ++t) {
-        const T* row = z + g.at(t, 0);
-        T* grow = go + g.at(t, 0);
-        const double m = tl.m[t], f = tl.f[t], fq = f * tl.q[t], nfs = -f * tl.inv_s[t];
-        const std::int64_t c = tl.c[t];
-        if (tl.live[t] == 0) {
-          for (std::int64_t k = 0; k < C; ++k) grow[k] = T(0);
-          continue;
-        }
+    for (std::int64_t t = 0; t < g.n; ++t) {
+      T* grow = go + g.at(t, 0);
+      const double fq = tl.fq[t], nfs = tl.nfs[t];
+      const std::int64_t c = tl.c[t];
+      if (tl.live[t] == 0) {
+        for (std::int64_t k = 0; k < C; ++k) grow[k] = T(0);
+        continue;
+      }
+      if constexpr (std::is_same_v<T, float>) {
+        // Float arithmetic: -F/S rounded to float times the parked float
+        // exponential (about 1 ulp more than in double), then the labelled
+        // class on its own.
+        const float nfs_f = static_cast<float>(nfs);
         FOCAL_NATIVE_SIMD
-        for (std::int64_t k = 0; k < C; ++k) grad_step(row, grow, k, m, c, fq, nfs);
+        for (std::int64_t k = 0; k < C; ++k) grow[k] = nfs_f * grow[k];
+        grow[c] = static_cast<T>(fq);
+      } else {
+        FOCAL_NATIVE_SIMD
+        for (std::int64_t k = 0; k < C; ++k) {
+          const double other = nfs * static_cast<double>(grow[k]);
+          grow[k] = static_cast<T>(select_bits(k == c, fq, other));
+        }
       }
     }
   }
 
   template <bool Strided>
-  static FOCAL_NATIVE_INLINE void grad_cols(const T* z, T* go, const TileGeom& g, std::int64_t C,
+  static FOCAL_NATIVE_INLINE void grad_cols(T* go, const TileGeom& g, std::int64_t C,
                                             const SoftmaxTile& tl) noexcept {
     const std::int64_t ts = Strided ? g.tstride : 1;
-    for (std::int64_t k = 0; k < C; ++k) {
-      const T* col = z + g.at(0, k);
-      T* gcol = go + g.at(0, k);
+    if constexpr (std::is_same_v<T, float>) {
+      alignas(64) float nfs_f[kSoftmaxTile];
       FOCAL_NATIVE_SIMD
-      for (std::int64_t t = 0; t < g.n; ++t) {
-        const double e = exp_shifted<P>(static_cast<double>(col[t * ts]), tl.m[t]);
-        const double f = tl.f[t];
-        const double gk = k == tl.c[t] ? f * tl.q[t] : -f * tl.inv_s[t] * e;
-        gcol[t * ts] = static_cast<T>(tl.live[t] != 0 ? gk : 0.0);
+      for (std::int64_t t = 0; t < g.n; ++t) nfs_f[t] = static_cast<float>(tl.nfs[t]);
+      for (std::int64_t k = 0; k < C; ++k) {
+        T* gcol = go + g.at(0, k);
+        FOCAL_NATIVE_SIMD
+        for (std::int64_t t = 0; t < g.n; ++t) gcol[t * ts] = nfs_f[t] * gcol[t * ts];
       }
+      for (std::int64_t t = 0; t < g.n; ++t) {
+        const std::int64_t c = tl.c[t];
+        if (c >= 0) go[g.at(t, c)] = static_cast<T>(tl.fq[t]);
+      }
+    } else {
+      for (std::int64_t k = 0; k < C; ++k) {
+        T* gcol = go + g.at(0, k);
+        FOCAL_NATIVE_SIMD
+        for (std::int64_t t = 0; t < g.n; ++t) {
+          const double e = static_cast<double>(gcol[t * ts]);
+          const double own = tl.fq[t];
+          const double other = tl.nfs[t] * e;
+          gcol[t * ts] = static_cast<T>(select_bits(k == tl.c[t], own, other));
+        }
+      }
+    }
+    // Ignored positions (c = -1) are zeroed here: a select on `live` in the
+    // loops above is turned into a conditional store, which does not vectorize.
+    for (std::int64_t t = 0; t < g.n; ++t) {
+      if (tl.live[t] != 0) continue;
+      for (std::int64_t k = 0; k < C; ++k) go[g.at(t, k)] = T(0);
     }
   }
 };
@@ -549,6 +732,13 @@ Status softmax_run(const T* z_in, const Y* y_in, ClassLayout lay, const SoftmaxO
       return (lv < 0 || lv >= C) && lv != ign;
     }
   };
+  // Largest factor a gradient element can carry besides its scale and p_k.
+  double amp_bound = (1.0 + o.gamma) * o.alpha_scale;
+  if (o.alpha) {
+    double amax = 0.0;
+    for (std::int64_t k = 0; k < C; ++k) amax = o.alpha[k] > amax ? o.alpha[k] : amax;
+    amp_bound *= amax;
+  }
   const std::int64_t min_block = C >= 4096 ? 1 : 4096 / (C > 0 ? C : 1);
   const Blocking bl = make_blocking(npos, min_block);
   BlockResults r;
@@ -556,6 +746,8 @@ Status softmax_run(const T* z_in, const Y* y_in, ClassLayout lay, const SoftmaxO
     FlushDenormalsScope ftz;
     SoftmaxTile tl;
     std::int64_t labels[kSoftmaxTile];
+    // Class-major copy of a tile of short rows (C < kRowsMinClasses).
+    alignas(64) T tbuf[kRowsMinClasses * kSoftmaxTile];
     const T* const z = z_in;
     const Y* const y = y_in;
     T* const loss_out = loss_in;
@@ -604,14 +796,58 @@ Status softmax_run(const T* z_in, const Y* y_in, ClassLayout lay, const SoftmaxO
         if constexpr (Up) sc_t *= static_cast<double>(up[pos + t]);
         tl.scale[t] = sc_t;
       }
+      // Parking the exponentials in a float32 gradient output flushes those
+      // below FLT_MIN; that is harmless unless a factor above 1 multiplies
+      // them: |gradient| <= alpha_max (1 + gamma) * scale * exp(z_k - m).
+      bool park = WantGrad;
+      if constexpr (WantGrad && std::is_same_v<T, float>) {
+        double smax = 0.0;
+        for (std::int64_t t = 0; t < n; ++t) {
+          const double a = std::fabs(tl.scale[t]);
+          smax = (a > smax || a != a) ? a : smax;
+        }
+        park = smax * amp_bound <= 1.0;
+      }
       if (kDense || smoothing) {
         DenseKernel<T, Y, G, StoreLoss, WantGrad, Up>::run(z, y, go, g, sc,
                                                            kDense ? nullptr : labels, tl);
       } else {
         using K = IndexKernel<T, Y, G, StoreLoss, WantGrad, Up>;
-        K::sums(z, g, C, tl);
-        K::finish(z, g, sc, tl);
-        if constexpr (WantGrad) K::grad(z, go, g, C, tl);
+        if (inner == 1 && !g.rows) {
+          // Short rows: the tile is transposed into a class-major buffer once
+          // (and the gradient back), so that every pass runs over contiguous
+          // positions instead of strided gathers and scatters.
+          for (std::int64_t t = 0; t < n; ++t)
+            for (std::int64_t k = 0; k < C; ++k) tbuf[k * n + t] = z[g.at(t, k)];
+          const TileGeom bg = {0, 1, n, n, false};
+          K::label_logits(tbuf, bg, tl);
+          if (park)
+            K::template sums<true>(tbuf, tbuf, bg, C, tl);  // parks over the copy
+          else
+            K::template sums<false>(tbuf, tbuf, bg, C, tl);
+          K::finish(sc, n, tl);
+          if constexpr (WantGrad) {
+            if (park)
+              K::grad(tbuf, bg, C, tl);
+            else
+              K::grad_recompute(tbuf, tbuf, bg, C, tl);
+            for (std::int64_t t = 0; t < n; ++t)
+              for (std::int64_t k = 0; k < C; ++k) go[g.at(t, k)] = tbuf[k * n + t];
+          }
+        } else {
+          K::label_logits(z, g, tl);
+          if (park)
+            K::template sums<true>(z, go, g, C, tl);
+          else
+            K::template sums<false>(z, go, g, C, tl);
+          K::finish(sc, n, tl);
+          if constexpr (WantGrad) {
+            if (park)
+              K::grad(go, g, C, tl);
+            else
+              K::grad_recompute(z, go, g, C, tl);
+          }
+        }
       }
       for (std::int64_t t = 0; t < n; ++t) {
         acc += tl.loss[t];
