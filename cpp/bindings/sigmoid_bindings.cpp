@@ -51,6 +51,14 @@ py::tuple sigmoid(const py::array& logits, const py::array& targets, bool labels
     c.grad_up = checked_data(*grad_up, "grad_output", n);
   }
   CallStatus st;
+  const int ov = find_overlap(bytes_of(logits),
+                              {bytes_of(targets), grad_up ? bytes_of(*grad_up) : Bytes{}},
+                              loss_out, grad_out);
+  if (ov >= 0) {
+    st.code = kOverlap;
+    st.index = ov;
+    return status_tuple(st);
+  }
   {
     py::gil_scoped_release release;
     st = kernels().sigmoid(c);

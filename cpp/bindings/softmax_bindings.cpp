@@ -57,6 +57,15 @@ py::tuple softmax(const py::array& logits, const py::array& targets, bool dense,
     c.grad_up = checked_data(*grad_up, "grad_output", npos);
   }
   CallStatus st;
+  const int ov = find_overlap(bytes_of(logits),
+                              {bytes_of(targets), grad_up ? bytes_of(*grad_up) : Bytes{},
+                               alpha ? bytes_of(*alpha) : Bytes{}},
+                              loss_out, grad_out);
+  if (ov >= 0) {
+    st.code = kOverlap;
+    st.index = ov;
+    return status_tuple(st);
+  }
   {
     py::gil_scoped_release release;
     st = kernels().softmax(c);

@@ -41,7 +41,7 @@ def _prepare_targets(z, targets, axis, fname):
     if t.shape == z.shape:
         n = z.size
         if kind == "b":
-            k = c.contiguous(t).view(np.uint8)
+            k = c.contiguous(t)  # read as uint8 by the kernels (no view object needed)
         elif kind in "iu":
             t = c.contiguous(t)
             if t.dtype.itemsize == 1:
@@ -93,11 +93,10 @@ def _run(fname, logits, targets, alpha, gamma, reduction, normalizer, axis, igno
     kt, labels, (outer, classes, inner), original = _prepare_targets(z, targets, axis, fname)
     zc = c.contiguous(z)
     up = c.check_grad_output(grad_output, z.shape, z.dtype, reduction, fname)
-    inputs = (zc, kt, up)
     loss_arr = None
     if want_loss and reduction == "none":
         if out is not None:
-            loss_arr = c.check_out(out, "out", z.shape, z.dtype, inputs, fname)
+            loss_arr = c.check_out(out, "out", z.shape, z.dtype, fname)
         else:
             loss_arr = np.empty(z.shape, dtype=z.dtype)
     elif want_loss and out is not None:
@@ -106,9 +105,7 @@ def _run(fname, logits, targets, alpha, gamma, reduction, normalizer, axis, igno
     if want_grad:
         if grad_out is not None:
             grad_arr = c.check_out(
-                grad_out, "grad_out" if want_loss else "out", z.shape, z.dtype,
-                inputs + ((loss_arr,) if loss_arr is not None else ()), fname,
-                allow_alias=zc if zc is z else None,
+                grad_out, "grad_out" if want_loss else "out", z.shape, z.dtype, fname
             )
         else:
             grad_arr = np.empty(z.shape, dtype=z.dtype)
@@ -116,6 +113,8 @@ def _run(fname, logits, targets, alpha, gamma, reduction, normalizer, axis, igno
         zc, kt, labels, outer, classes, inner, a, g, norm, red, ign,
         loss_arr, grad_arr, up,
     )
+    if code == c.OVERLAP:
+        raise ValueError(c.overlap_message(fname, index, "grad_out" if want_loss else "out"))
     if code == 1:
         raise ValueError(_bad_target_message(fname, original, labels, classes, index))
     if code != 0:  # pragma: no cover - the checks above make this unreachable

@@ -91,11 +91,10 @@ def _run(fname, logits, targets, alpha, gamma, reduction, axis, ignore_index, la
 
     zc = c.contiguous(z)
     up = c.check_grad_output(grad_output, pos_shape, z.dtype, reduction, fname)
-    inputs = (zc, kt, up)
     loss_arr = None
     if want_loss and reduction == "none":
         if out is not None:
-            loss_arr = c.check_out(out, "out", pos_shape, z.dtype, inputs, fname)
+            loss_arr = c.check_out(out, "out", pos_shape, z.dtype, fname)
         else:
             loss_arr = np.empty(pos_shape, dtype=z.dtype)
     elif want_loss and out is not None:
@@ -104,9 +103,7 @@ def _run(fname, logits, targets, alpha, gamma, reduction, axis, ignore_index, la
     if want_grad:
         if grad_out is not None:
             grad_arr = c.check_out(
-                grad_out, "grad_out" if want_loss else "out", z.shape, z.dtype,
-                inputs + ((loss_arr,) if loss_arr is not None else ()), fname,
-                allow_alias=zc if zc is z else None,
+                grad_out, "grad_out" if want_loss else "out", z.shape, z.dtype, fname
             )
         else:
             grad_arr = np.empty(z.shape, dtype=z.dtype)
@@ -114,6 +111,8 @@ def _run(fname, logits, targets, alpha, gamma, reduction, axis, ignore_index, la
         zc, kt, dense, outer, classes, inner, avec, ascale, g, norm, eps, red, ign,
         loss_arr, grad_arr, up,
     )
+    if code == c.OVERLAP:
+        raise ValueError(c.overlap_message(fname, index, "grad_out" if want_loss else "out"))
     if code == 1:
         where = c.position(t.shape, index)
         v = t.reshape(-1)[index]
