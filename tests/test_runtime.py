@@ -21,7 +21,7 @@ from focal_native import _core
 
 def run_python(code, env_extra=None, timeout=120, args=None):
     env = dict(os.environ)
-    for k in ("OMP_NUM_THREADS", "FOCAL_NATIVE_ISA"):
+    for k in ("OMP_NUM_THREADS", "FOCAL_NATIVE_ISA", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
         env.pop(k, None)
     env.update(env_extra or {})
     cmd = [sys.executable] + (args if args is not None else ["-c", textwrap.dedent(code)])
@@ -236,6 +236,29 @@ def test_omp_num_threads_is_respected():
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["2", "1"]
+
+
+def test_openmp_is_loaded_with_passive_waiting_unless_the_user_chose():
+    """Busy-waiting OpenMP threads stall a loaded machine (see _core_loader)."""
+    if not fn.build_info()["openmp"]:
+        pytest.skip("built without OpenMP")
+    code = """
+        import os, focal_native
+        print(os.environ.get("OMP_WAIT_POLICY"), os.environ.get("GOMP_SPINCOUNT"))
+    """
+    # libgomp prints its settings when it is loaded with OMP_DISPLAY_ENV set.
+    for extra, policy, env_after in (
+        ({}, "PASSIVE", "None None"),
+        ({"OMP_WAIT_POLICY": "active"}, "ACTIVE", "active None"),
+        ({"GOMP_SPINCOUNT": "1000"}, None, "None 1000"),
+    ):
+        env = {"OMP_DISPLAY_ENV": "TRUE", **extra}
+        proc = run_python(code, env)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.strip() == env_after, proc.stdout  # environment restored
+        shown = [ln for ln in proc.stderr.splitlines() if "OMP_WAIT_POLICY" in ln]
+        if shown and policy is not None:  # (a libgomp that prints nothing is not checked)
+            assert policy in shown[0], shown
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
