@@ -1064,3 +1064,26 @@ def test_bool_dense_targets_in_any_layout(layout, smoothing):
                                            label_smoothing=smoothing, reduction="none")
     ft.assert_bitwise_equal(got[0], want[0])
     ft.assert_bitwise_equal(got[1], want[1])
+
+
+# A zero weight (sigmoid alpha_t = 0, softmax alpha_c = 0) used to hide a NaN
+# logit when gamma = 0: the loss came back 0 instead of NaN (found by the fuzzer).
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("gamma", [0.0, 1.5, 2.0])
+def test_nan_logit_with_zero_weight(dtype, gamma):
+    z = np.array([np.nan, np.nan, 1.0], dtype)
+    for alpha, y in [(0.0, np.array([1, 1, 0])), (1.0, np.array([0, 0, 1]))]:
+        loss, grad = fn.sigmoid_focal_loss_with_grad(z, y, alpha, gamma, "none")
+        e_loss, e_grad = ref.sigmoid_focal_loss_with_grad(z, y, alpha, gamma, "none")
+        assert np.isnan(loss[:2]).all() and np.isnan(grad[:2]).all()
+        ft.assert_close(loss, e_loss)
+        ft.assert_close(grad, e_grad)
+    zs = np.array([[0.0, 0.0], [0.0, np.nan]], dtype)
+    for axis in (0, 1):
+        t = np.array([0, 0])
+        loss, grad = fn.softmax_focal_loss_with_grad(zs, t, [0.0, 1.0], gamma, "none", axis=axis)
+        e_loss, e_grad = ref.softmax_focal_loss_with_grad(zs, t, [0.0, 1.0], gamma, "none",
+                                                          axis=axis)
+        assert np.isnan(loss[1]) and np.isnan(e_loss[1])
+        ft.assert_close(loss, e_loss)
+        ft.assert_close(grad, e_grad)

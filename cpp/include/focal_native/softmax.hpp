@@ -452,9 +452,13 @@ struct IndexKernel {
       // otherwise depend on which instructions (vector or scalar, with or
       // without parking) propagated it, and loss-only and fused calls must
       // return the same bits.
-      const double loss = ft.loss != ft.loss ? std::numeric_limits<double>::quiet_NaN() : ft.loss;
+      // A NaN logit (m is then NaN) makes the loss and the gradient NaN, also
+      // where a zero class weight would otherwise give 0.
+      const double qnan = std::numeric_limits<double>::quiet_NaN();
+      const bool nan_row = tl.m[t] != tl.m[t];
+      const double loss = (ft.loss != ft.loss || nan_row) ? qnan : ft.loss;
       tl.loss[t] = live ? loss : 0.0;
-      tl.f[t] = live ? ft.f * tl.scale[t] : 0.0;
+      tl.f[t] = live ? (nan_row ? qnan : ft.f) * tl.scale[t] : 0.0;
       tl.q[t] = ql.q;
       tl.inv_s[t] = inv_s;
       tl.fq[t] = tl.f[t] * ql.q;

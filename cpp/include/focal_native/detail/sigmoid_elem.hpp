@@ -99,8 +99,9 @@ FOCAL_NATIVE_INLINE LossGrad sigmoid_hard(double z, bool pos, const SigmoidConst
     const double g = w * inner;
     dz = pos ? -g : g;
   }
-  // A zero weight (alpha = 0 or 1, or q^g = 0) wins over an infinite ce.
-  return {w == 0.0 ? 0.0 : w * ce, dz};
+  // A zero weight (alpha = 0 or 1, or q^g = 0) wins over an infinite ce, not
+  // over a NaN one (a NaN logit): NaN in, NaN out.
+  return {w == 0.0 && ce == ce ? 0.0 : w * ce, dz};
 }
 
 // Soft target y in (0, 1) (torchvision / Keras semantics).
@@ -140,7 +141,7 @@ FOCAL_NATIVE_INLINE LossGrad sigmoid_soft(double z, double y, const SigmoidConst
     }
     dz = f * bracket;
   }
-  return {f == 0.0 ? 0.0 : f * ce, dz};
+  return {f == 0.0 && ce == ce ? 0.0 : f * ce, dz};
 }
 
 }  // namespace detail

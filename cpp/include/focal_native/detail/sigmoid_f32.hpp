@@ -132,7 +132,7 @@ FOCAL_NATIVE_INLINE LossGradF sigmoid_hard_f(float z, bool pos, float alpha_pos,
     const float g = w * inner;
     dz = pos ? -g : g;
   }
-  return {w == 0.0f ? 0.0f : w * ce, dz};
+  return {w == 0.0f && ce == ce ? 0.0f : w * ce, dz};  // as sigmoid_hard
 }
 
 }  // namespace detail
