@@ -80,24 +80,26 @@ inline bool overlaps(const Bytes& a, const Bytes& b) {
   return a.lo != a.hi && b.lo != b.hi && a.lo < b.hi && b.lo < a.hi;
 }
 
-// -1 when nothing overlaps, else the index described above.
+// -1 when nothing overlaps, else the index described above. An absent
+// output is an empty range (it overlaps nothing).
+inline int find_overlap(const Bytes& logits, std::initializer_list<Bytes> other_inputs,
+                        const Bytes& loss_out, const Bytes& grad_out) {
+  for (const Bytes& b : other_inputs)
+    if (overlaps(loss_out, b)) return 0;
+  if (overlaps(loss_out, logits)) return 0;
+  if (overlaps(grad_out, logits) && !(grad_out.lo == logits.lo && grad_out.hi == logits.hi))
+    return 1;
+  for (const Bytes& b : other_inputs)
+    if (overlaps(grad_out, b)) return 2;
+  if (overlaps(grad_out, loss_out)) return 2;
+  return -1;
+}
+
 inline int find_overlap(const Bytes& logits, std::initializer_list<Bytes> other_inputs,
                         const std::optional<py::array>& loss_out,
                         const std::optional<py::array>& grad_out) {
-  if (loss_out) {
-    const Bytes o = bytes_of(*loss_out);
-    if (overlaps(o, logits)) return 0;
-    for (const Bytes& b : other_inputs)
-      if (overlaps(o, b)) return 0;
-  }
-  if (grad_out) {
-    const Bytes g = bytes_of(*grad_out);
-    if (overlaps(g, logits) && !(g.lo == logits.lo && g.hi == logits.hi)) return 1;
-    for (const Bytes& b : other_inputs)
-      if (overlaps(g, b)) return 2;
-    if (loss_out && overlaps(g, bytes_of(*loss_out))) return 2;
-  }
-  return -1;
+  return find_overlap(logits, other_inputs, loss_out ? bytes_of(*loss_out) : Bytes{},
+                      grad_out ? bytes_of(*grad_out) : Bytes{});
 }
 
 inline py::tuple status_tuple(const CallStatus& s) {

@@ -3,6 +3,7 @@
 
 #include <optional>
 
+#include "fast_args.hpp"
 #include "registry.hpp"
 
 namespace focal_native_bindings {
@@ -66,6 +67,72 @@ py::tuple sigmoid(const py::array& logits, const py::array& targets, bool labels
   return status_tuple(st);
 }
 
+// The public functions' arguments as given; None where the Python layer must
+// check them (see fast_args.hpp). Returns what the public function returns:
+// the loss (mode kLoss), the gradient (kGrad) or (loss, gradient) (kBoth).
+py::object sigmoid_fast(int mode, py::handle logits, py::handle targets, py::handle alpha,
+                        py::handle gamma, py::handle reduction, py::handle normalizer,
+                        py::handle axis, py::handle ignore_index, py::handle out,
+                        py::handle grad_out) {
+  namespace f = fast;
+  const py::object decline = py::none();
+  if (mode < f::kLoss || mode > f::kBoth) return decline;
+  SigmoidCall c{};
+  if (!f::logits(logits, c.logits_dtype) || !f::input(targets)) return decline;
+  c.reduction = f::reduction(reduction);
+  if (c.reduction < 0 || !f::gamma(gamma, c.gamma) || !f::normalizer(normalizer, c.normalizer) ||
+      !f::int64(ignore_index, c.ignore_index))
+    return decline;
+  if (alpha.is_none()) {
+    c.alpha = -1.0;
+  } else if (!f::real(alpha, c.alpha) || !(c.alpha <= 1.0)) {  // NaN declined too
+    return decline;
+  }
+  const std::int64_t n = f::size_of(logits);
+  if (f::same_shape(targets, logits)) {
+    c.targets_dtype = f::dtype_of(targets, true);
+    if (c.targets_dtype == DType::f32 || c.targets_dtype == DType::f64) {
+      if (c.targets_dtype != c.logits_dtype) return decline;  // converted in Python
+    } else if (c.targets_dtype == DType::unsupported) {
+      return decline;
+    }
+    c.outer = 1;
+    c.classes = 1;
+    c.inner = n;
+  } else {
+    const int nd = f::proxy(logits)->nd;
+    int ax = 0;
+    if (!f::is_int_kind(targets) || !f::axis(axis, nd, ax) ||
+        !f::shape_without_axis(targets, logits, ax))
+      return decline;
+    c.targets_dtype = f::dtype_of(targets, false);
+    if (c.targets_dtype != DType::u8 && c.targets_dtype != DType::i32 &&
+        c.targets_dtype != DType::i64)
+      return decline;  // other label dtypes are converted in Python
+    f::layout(f::proxy(logits)->dimensions, nd, ax, c.outer, c.classes, c.inner);
+    c.labels = true;
+  }
+  c.logits = f::proxy(logits)->data;
+  c.targets = f::proxy(targets)->data;
+  const bool none = c.reduction == 0;
+  const auto* pz = f::proxy(logits);
+  f::Outputs outs;
+  if (!f::outputs(mode, none, logits, c.logits_dtype, targets, out, grad_out, pz->dimensions,
+                  pz->nd, outs))
+    return decline;
+  c.loss_out = f::data_or_null(outs.loss);
+  c.grad_out = f::data_or_null(outs.grad);
+  CallStatus st;
+  {
+    py::gil_scoped_release release;
+    st = kernels().sigmoid(c);
+  }
+  // A bad target: the Python layer runs the call again and names it (the
+  // targets alone decide, so it finds the same one).
+  if (st.code != 0) return decline;
+  return f::result(mode, none, c.logits_dtype, st, outs);
+}
+
 }  // namespace
 
 void register_sigmoid(py::module_& m) {
@@ -75,6 +142,9 @@ void register_sigmoid(py::module_& m) {
         py::arg("ignore_index"), py::arg("loss_out"), py::arg("grad_out"),
         py::arg("grad_output"),
         "Binary focal loss kernel. Returns (status_code, bad_index, reduced_loss, count).");
+  m.def("sigmoid_fast", &sigmoid_fast,
+        "The public functions' fast path: their result, or None where the Python layer "
+        "must check the arguments.");
 }
 
 }  // namespace focal_native_bindings

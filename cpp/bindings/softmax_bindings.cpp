@@ -3,6 +3,7 @@
 
 #include <optional>
 
+#include "fast_args.hpp"
 #include "registry.hpp"
 
 namespace focal_native_bindings {
@@ -73,6 +74,67 @@ py::tuple softmax(const py::array& logits, const py::array& targets, bool dense,
   return status_tuple(st);
 }
 
+
+// The public functions' arguments as given; None where the Python layer must
+// check them (see fast_args.hpp): per-class alpha vectors, dense targets with
+// label smoothing, dtype conversions, anything unusual and every error.
+py::object softmax_fast(int mode, py::handle logits, py::handle targets, py::handle alpha,
+                        py::handle gamma, py::handle reduction, py::handle axis,
+                        py::handle ignore_index, py::handle label_smoothing,
+                        py::handle normalizer, py::handle out, py::handle grad_out) {
+  namespace f = fast;
+  const py::object decline = py::none();
+  if (mode < f::kLoss || mode > f::kBoth) return decline;
+  SoftmaxCall c{};
+  if (!f::logits(logits, c.logits_dtype) || !f::input(targets)) return decline;
+  c.reduction = f::reduction(reduction);
+  if (c.reduction < 0 || !f::gamma(gamma, c.gamma) || !f::normalizer(normalizer, c.normalizer) ||
+      !f::int64(ignore_index, c.ignore_index) || !f::real(label_smoothing, c.label_smoothing) ||
+      !(c.label_smoothing >= 0.0 && c.label_smoothing < 1.0))
+    return decline;
+  c.alpha_scale = 1.0;
+  if (!alpha.is_none() &&
+      !(f::real(alpha, c.alpha_scale) && std::isfinite(c.alpha_scale) && c.alpha_scale >= 0.0))
+    return decline;
+  const auto* pz = f::proxy(logits);
+  const int nd = pz->nd;
+  int ax = 0;
+  if (!f::axis(axis, nd, ax)) return decline;
+  const ssize_t* dims = pz->dimensions;
+  f::layout(dims, nd, ax, c.outer, c.classes, c.inner);
+  if (c.classes == 0) return decline;
+  if (f::is_int_kind(targets) && f::shape_without_axis(targets, logits, ax)) {
+    c.targets_dtype = f::dtype_of(targets, false);
+    if (c.targets_dtype != DType::u8 && c.targets_dtype != DType::i32 &&
+        c.targets_dtype != DType::i64)
+      return decline;  // other label dtypes are converted in Python
+  } else if (f::same_shape(targets, logits) && c.label_smoothing == 0.0 &&
+             f::dtype_of(targets, false) == c.logits_dtype) {
+    c.targets_dtype = c.logits_dtype;
+    c.dense = true;
+  } else {
+    return decline;
+  }
+  c.logits = pz->data;
+  c.targets = f::proxy(targets)->data;
+  const bool none = c.reduction == 0;
+  std::vector<ssize_t> pos(dims, dims + nd);
+  pos.erase(pos.begin() + ax);
+  f::Outputs outs;
+  if (!f::outputs(mode, none, logits, c.logits_dtype, targets, out, grad_out, pos.data(),
+                  nd - 1, outs))
+    return decline;
+  c.loss_out = f::data_or_null(outs.loss);
+  c.grad_out = f::data_or_null(outs.grad);
+  CallStatus st;
+  {
+    py::gil_scoped_release release;
+    st = kernels().softmax(c);
+  }
+  if (st.code != 0) return decline;  // a bad target: the Python layer names it
+  return f::result(mode, none, c.logits_dtype, st, outs);
+}
+
 }  // namespace
 
 void register_softmax(py::module_& m) {
@@ -82,6 +144,9 @@ void register_softmax(py::module_& m) {
         py::arg("label_smoothing"), py::arg("reduction"), py::arg("ignore_index"),
         py::arg("loss_out"), py::arg("grad_out"), py::arg("grad_output"),
         "Softmax focal loss kernel. Returns (status_code, bad_index, reduced_loss, count).");
+  m.def("softmax_fast", &softmax_fast,
+        "The public functions' fast path: their result, or None where the Python layer "
+        "must check the arguments.");
 }
 
 }  // namespace focal_native_bindings

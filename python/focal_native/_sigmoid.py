@@ -16,6 +16,12 @@ __all__ = [
 ]
 
 
+def _fast():
+    """_core.sigmoid_fast: the common cases without the checks of _run (which
+    it declines with None: anything unusual and every error)."""
+    return core().sigmoid_fast
+
+
 def _check_alpha(alpha, fname):
     if alpha is None:
         return -1.0
@@ -183,6 +189,10 @@ def sigmoid_focal_loss(logits, targets, alpha=0.25, gamma=2.0, reduction="none",
     GIL is released while the kernel runs. Reductions are bitwise identical for
     any thread count.
     """
+    r = _fast()(1, logits, targets, alpha, gamma, reduction, normalizer, axis, ignore_index,
+                out, None)
+    if r is not None:
+        return r
     loss, _ = _run("sigmoid_focal_loss", logits, targets, alpha, gamma, reduction, normalizer,
                    axis, ignore_index, True, False, out, None, None)
     return loss
@@ -213,6 +223,11 @@ def sigmoid_focal_loss_grad(logits, targets, alpha=0.25, gamma=2.0, reduction="n
     ndarray
         ``d(reduced loss) / d(logits)``, with the logits' shape and dtype.
     """
+    if grad_output is None:
+        r = _fast()(2, logits, targets, alpha, gamma, reduction, normalizer, axis, ignore_index,
+                    None, out)
+        if r is not None:
+            return r
     _, grad = _run("sigmoid_focal_loss_grad", logits, targets, alpha, gamma, reduction,
                    normalizer, axis, ignore_index, False, True, None, out, grad_output)
     return grad
@@ -234,5 +249,9 @@ def sigmoid_focal_loss_with_grad(logits, targets, alpha=0.25, gamma=2.0, reducti
     grad : ndarray
         As :func:`sigmoid_focal_loss_grad`.
     """
+    r = _fast()(3, logits, targets, alpha, gamma, reduction, normalizer, axis, ignore_index,
+                out, grad_out)
+    if r is not None:
+        return r
     return _run("sigmoid_focal_loss_with_grad", logits, targets, alpha, gamma, reduction,
                 normalizer, axis, ignore_index, True, True, out, grad_out, None)

@@ -12,6 +12,12 @@ from ._core_loader import core
 __all__ = ["softmax_focal_loss", "softmax_focal_loss_grad", "softmax_focal_loss_with_grad"]
 
 
+def _fast():
+    """_core.softmax_fast: the common cases without the checks of _run (which
+    it declines with None: anything unusual and every error)."""
+    return core().softmax_fast
+
+
 def _check_alpha(alpha, classes, fname):
     """Return (alpha_vector or None, alpha_scale)."""
     if alpha is None:
@@ -184,6 +190,10 @@ def softmax_focal_loss(logits, targets, alpha=None, gamma=2.0, reduction="none",
     TypeError
         Unsupported dtypes.
     """
+    r = _fast()(1, logits, targets, alpha, gamma, reduction, axis, ignore_index,
+                label_smoothing, normalizer, out, None)
+    if r is not None:
+        return r
     loss, _ = _run("softmax_focal_loss", logits, targets, alpha, gamma, reduction, axis,
                    ignore_index, label_smoothing, normalizer, True, False, out, None, None)
     return loss
@@ -204,6 +214,11 @@ def softmax_focal_loss_grad(logits, targets, alpha=None, gamma=2.0, reduction="n
     ndarray
         ``d(reduced loss) / d(logits)``, the logits' shape and dtype.
     """
+    if grad_output is None:
+        r = _fast()(2, logits, targets, alpha, gamma, reduction, axis, ignore_index,
+                    label_smoothing, normalizer, None, out)
+        if r is not None:
+            return r
     _, grad = _run("softmax_focal_loss_grad", logits, targets, alpha, gamma, reduction, axis,
                    ignore_index, label_smoothing, normalizer, False, True, None, out, grad_output)
     return grad
@@ -223,6 +238,10 @@ def softmax_focal_loss_with_grad(logits, targets, alpha=None, gamma=2.0, reducti
     loss : ndarray or scalar
     grad : ndarray
     """
+    r = _fast()(3, logits, targets, alpha, gamma, reduction, axis, ignore_index,
+                label_smoothing, normalizer, out, grad_out)
+    if r is not None:
+        return r
     return _run("softmax_focal_loss_with_grad", logits, targets, alpha, gamma, reduction, axis,
                 ignore_index, label_smoothing, normalizer, True, True, out, grad_out, None)
 

@@ -1,0 +1,271 @@
+// Argument reading for the fast entry points (_core.sigmoid_fast and
+// _core.softmax_fast).
+//
+// A small call is dominated by argument handling: the Python layer's checks
+// cost ~3.5 us against ~2 us for the kernel on 1,000 elements. The fast entry
+// points take the public functions' arguments as they came and accept only
+// the common, unambiguous cases (exact ndarrays, native dtypes, C-contiguous,
+// plain Python numbers). Anything else, and anything that would be an error,
+// is declined (they return None) and the Python layer runs its full checks,
+// with its messages. They never raise for bad input; declining costs a few
+// hundred nanoseconds at most.
+#pragma once
+
+#include "pybind.hpp"
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+
+#include <vector>
+
+#include "dispatch.hpp"
+#include "registry.hpp"
+
+namespace focal_native_bindings {
+namespace fast {
+
+// What a fast entry point computes (the public function it serves).
+enum Mode : int { kLoss = 1, kGrad = 2, kBoth = 3 };
+
+inline const py::detail::PyArray_Proxy* proxy(py::handle h) {
+  return py::detail::array_proxy(h.ptr());
+}
+
+// Exactly numpy.ndarray (a subclass may override anything: declined).
+inline bool is_ndarray(py::handle h) {
+  return Py_TYPE(h.ptr()) == py::detail::npy_api::get().PyArray_Type_;
+}
+
+// C-contiguous and aligned (NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED).
+inline bool plain_layout(py::handle h) {
+  constexpr int want = py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_ | 0x0100;
+  return (proxy(h)->flags & want) == want;
+}
+
+inline bool writeable(py::handle h) {
+  return (proxy(h)->flags & py::detail::npy_api::NPY_ARRAY_WRITEABLE_) != 0;
+}
+
+// The element type of an array in native byte order, by kind and size, the
+// way the Python layer maps it. `unsigned_ints`: signed integers map to the
+// unsigned type of their size (0/1 labels: negatives become huge, hence bad).
+inline DType dtype_of(py::handle h, bool unsigned_ints) {
+  const auto* d = py::detail::array_descriptor_proxy(proxy(h)->descr);
+  const std::uint16_t probe = 1;
+  const bool little = *reinterpret_cast<const unsigned char*>(&probe) == 1;
+  if (d->byteorder == (little ? '>' : '<')) return DType::unsupported;  // byte-swapped
+  const auto size = py::reinterpret_borrow<py::dtype>(proxy(h)->descr).itemsize();
+  switch (d->kind) {
+    case 'f':
+      return size == 4 ? DType::f32 : size == 8 ? DType::f64 : DType::unsupported;
+    case 'b':
+      return size == 1 ? DType::u8 : DType::unsupported;
+    case 'u':
+    case 'i': {
+      const bool u = d->kind == 'u' || unsigned_ints;
+      if (size == 1) return u ? DType::u8 : DType::i8;
+      if (size == 2) return u ? DType::u16 : DType::unsupported;
+      if (size == 4) return u ? DType::u32 : DType::i32;
+      if (size == 8) return u ? DType::u64 : DType::i64;
+      return DType::unsupported;
+    }
+    default:
+      return DType::unsupported;
+  }
+}
+
+inline bool is_int_kind(py::handle h) {
+  const char k = py::detail::array_descriptor_proxy(proxy(h)->descr)->kind;
+  return k == 'i' || k == 'u';
+}
+
+inline bool same_shape(py::handle a, py::handle b) {
+  const auto* pa = proxy(a);
+  const auto* pb = proxy(b);
+  if (pa->nd != pb->nd) return false;
+  for (int i = 0; i < pa->nd; ++i)
+    if (pa->dimensions[i] != pb->dimensions[i]) return false;
+  return true;
+}
+
+// Whether `t` has the shape of `z` without axis `ax`.
+inline bool shape_without_axis(py::handle t, py::handle z, int ax) {
+  const auto* pt = proxy(t);
+  const auto* pz = proxy(z);
+  if (pt->nd != pz->nd - 1) return false;
+  for (int i = 0, j = 0; i < pz->nd; ++i) {
+    if (i == ax) continue;
+    if (pt->dimensions[j++] != pz->dimensions[i]) return false;
+  }
+  return true;
+}
+
+inline std::int64_t size_of(py::handle h) {
+  const auto* p = proxy(h);
+  std::int64_t n = 1;
+  for (int i = 0; i < p->nd; ++i) n *= p->dimensions[i];
+  return n;
+}
+
+inline Bytes bytes(py::handle h) {
+  const auto* p = proxy(h);
+  const auto item = py::reinterpret_borrow<py::dtype>(p->descr).itemsize();
+  return {p->data, p->data + size_of(h) * item};
+}
+
+// A plain Python float or int (not bool) as a double; false otherwise or when
+// an int does not convert.
+inline bool real(py::handle h, double& v) {
+  PyObject* o = h.ptr();
+  if (PyFloat_CheckExact(o)) {
+    v = PyFloat_AS_DOUBLE(o);
+    return true;
+  }
+  if (PyLong_CheckExact(o)) {
+    v = PyLong_AsDouble(o);
+    if (v == -1.0 && PyErr_Occurred()) {
+      PyErr_Clear();
+      return false;
+    }
+    return true;
+  }
+  return false;
+}
+
+// A plain Python int (not bool) within int64.
+inline bool int64(py::handle h, std::int64_t& v) {
+  PyObject* o = h.ptr();
+  if (!PyLong_CheckExact(o)) return false;
+  int overflow = 0;
+  const long long x = PyLong_AsLongLongAndOverflow(o, &overflow);
+  if (overflow != 0 || (x == -1 && PyErr_Occurred())) {
+    PyErr_Clear();
+    return false;
+  }
+  v = static_cast<std::int64_t>(x);
+  return true;
+}
+
+// The reduction code of an exact str ("none" 0, "mean" 1, "sum" 2), else -1.
+inline int reduction(py::handle h) {
+  PyObject* o = h.ptr();
+  if (!PyUnicode_CheckExact(o)) return -1;
+  if (PyUnicode_CompareWithASCIIString(o, "mean") == 0) return 1;
+  if (PyUnicode_CompareWithASCIIString(o, "none") == 0) return 0;
+  if (PyUnicode_CompareWithASCIIString(o, "sum") == 0) return 2;
+  return -1;
+}
+
+inline bool gamma(py::handle h, double& g) { return real(h, g) && std::isfinite(g) && g >= 0.0; }
+
+inline bool normalizer(py::handle h, double& v) {
+  if (h.is_none()) {
+    v = 1.0;
+    return true;
+  }
+  return real(h, v) && std::isfinite(v) && v >= std::numeric_limits<double>::min();
+}
+
+// An axis of an ndim-dimensional array, normalized to [0, ndim).
+inline bool axis(py::handle h, int ndim, int& ax) {
+  std::int64_t a = 0;
+  if (!int64(h, a) || ndim == 0 || a < -ndim || a >= ndim) return false;
+  ax = static_cast<int>(a < 0 ? a + ndim : a);
+  return true;
+}
+
+// The logits: an exact ndarray of native float32/float64, C-contiguous.
+inline bool logits(py::handle h, DType& dt) {
+  if (!is_ndarray(h) || !plain_layout(h)) return false;
+  dt = dtype_of(h, false);
+  return dt == DType::f32 || dt == DType::f64;
+}
+
+// An input array other than the logits: exact ndarray, C-contiguous, aligned.
+inline bool input(py::handle h) { return is_ndarray(h) && plain_layout(h); }
+
+// A caller-supplied output: exact ndarray of the logits' type (`like`) with
+// `shape`-matching checked by the caller, C-contiguous, aligned, writeable.
+inline bool output(py::handle h, DType want) {
+  return is_ndarray(h) && plain_layout(h) && writeable(h) && dtype_of(h, false) == want;
+}
+
+// A new C-contiguous array of the logits' dtype with the given dimensions.
+inline py::array empty_like_dims(py::handle logits, const ssize_t* dims, int nd) {
+  return py::array(py::reinterpret_borrow<py::dtype>(proxy(logits)->descr),
+                   std::vector<ssize_t>(dims, dims + nd));
+}
+
+// (outer, classes, inner) of dims around axis ax.
+inline void layout(const ssize_t* dims, int nd, int ax, std::int64_t& outer,
+                   std::int64_t& classes, std::int64_t& inner) {
+  outer = 1;
+  for (int i = 0; i < ax; ++i) outer *= dims[i];
+  classes = dims[ax];
+  inner = 1;
+  for (int i = ax + 1; i < nd; ++i) inner *= dims[i];
+}
+
+inline bool has_dims(py::handle a, const ssize_t* dims, int nd) {
+  const auto* p = proxy(a);
+  if (p->nd != nd) return false;
+  for (int i = 0; i < nd; ++i)
+    if (p->dimensions[i] != dims[i]) return false;
+  return true;
+}
+
+// The outputs of a fast call: the caller's `out` (loss, reduction 'none') and
+// `grad_out` when acceptable, new arrays otherwise (allocated only after every
+// check passed). False: decline (a bad output, `out` with a reduction, or an
+// output overlapping an input).
+struct Outputs {
+  py::object loss, grad;
+};
+
+inline bool outputs(int mode, bool none, py::handle logits, DType dt, py::handle targets,
+                    py::handle out, py::handle grad_out, const ssize_t* loss_dims, int loss_nd,
+                    Outputs& o) {
+  const bool want_loss = (mode & kLoss) != 0 && none, want_grad = (mode & kGrad) != 0;
+  const auto* pz = proxy(logits);
+  if (!out.is_none()) {
+    if (!want_loss || !output(out, dt) || !has_dims(out, loss_dims, loss_nd)) return false;
+    o.loss = py::reinterpret_borrow<py::object>(out);
+  }
+  if (want_grad && !grad_out.is_none()) {
+    if (!output(grad_out, dt) || !has_dims(grad_out, pz->dimensions, pz->nd)) return false;
+    o.grad = py::reinterpret_borrow<py::object>(grad_out);
+  }
+  if (find_overlap(bytes(logits), {bytes(targets)}, o.loss ? bytes(o.loss) : Bytes{},
+                   o.grad ? bytes(o.grad) : Bytes{}) >= 0)
+    return false;
+  if (want_loss && !o.loss) o.loss = empty_like_dims(logits, loss_dims, loss_nd);
+  if (want_grad && !o.grad) o.grad = empty_like_dims(logits, pz->dimensions, pz->nd);
+  return true;
+}
+
+inline void* data_or_null(const py::object& a) { return a ? proxy(a)->data : nullptr; }
+
+// The reduced loss as a NumPy scalar of the logits' dtype. A float32 result
+// beyond FLT_MAX is inf (IEEE conversion), as in the Python layer.
+inline py::object scalar(DType dt, double value) {
+  static PyObject* const f32 = py::object(py::module_::import("numpy").attr("float32")).release().ptr();
+  static PyObject* const f64 = py::object(py::module_::import("numpy").attr("float64")).release().ptr();
+  if (dt == DType::f32) {
+    const double v = static_cast<double>(static_cast<float>(value));
+    return py::reinterpret_borrow<py::object>(f32)(py::float_(v));
+  }
+  return py::reinterpret_borrow<py::object>(f64)(py::float_(value));
+}
+
+// What the public function returns: the loss (mode kLoss), the gradient
+// (kGrad) or (loss, gradient) (kBoth).
+inline py::object result(int mode, bool none, DType dt, const CallStatus& st, const Outputs& o) {
+  py::object loss = (mode & kLoss) == 0 ? py::none() : none ? o.loss : scalar(dt, st.loss);
+  if (mode == kLoss) return loss;
+  if (mode == kGrad) return o.grad;
+  return py::make_tuple(loss, o.grad);
+}
+
+}  // namespace fast
+}  // namespace focal_native_bindings
