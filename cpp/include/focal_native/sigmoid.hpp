@@ -133,7 +133,10 @@ FOCAL_NATIVE_INLINE bool elementwise_target_bad(double y) noexcept {
 template <class T, GammaKind G, bool Up>
 inline bool use_float_path(const SigmoidConsts& c, double inv_norm, double gscale) noexcept {
   if constexpr (std::is_same_v<T, float> && G != GammaKind::general && !Up) {
-    auto alpha_ok = [](double a) { return a == 0.0 || (a >= 0x1p-60 && a <= 1.0); };
+    // The gradient weights alpha * gscale (WeightsF) must be 0 or normal floats.
+    auto alpha_ok = [gscale](double a) {
+      return a == 0.0 || (a >= 0x1p-60 && a <= 1.0 && a * gscale >= 0x1p-126);
+    };
     return inv_norm <= 1.0 && gscale <= 1.0 && alpha_ok(c.alpha_pos) && alpha_ok(c.alpha_neg);
   } else {
     (void)c, (void)inv_norm, (void)gscale;
@@ -168,24 +171,25 @@ FOCAL_NATIVE_INLINE void elementwise_step(const double* zb, const double* yb, do
 }
 
 // One element (o, k, i) at flat offset j of the class-index kernel, label lv.
-// Fast: the float-arithmetic path (same bits as the elementwise kernel's).
+// Fast: the float-arithmetic path (same bits as the elementwise kernel's),
+// whose derivative comes scaled (WeightsF).
 template <Prec P, GammaKind G, bool StoreLoss, bool WantGrad, bool Up, bool Fast, class T>
 FOCAL_NATIVE_INLINE double label_step(const T* z, std::int64_t j, bool positive, bool ignored,
-                                      const SigmoidConsts& c, float apos, float aneg,
-                                      double inv_norm, double gscale, T* loss_out, T* grad_out,
+                                      const SigmoidConsts& c, WeightsF wf, double inv_norm,
+                                      double gscale, T* loss_out, T* grad_out,
                                       const T* up) noexcept {
   LossGrad h;
   if constexpr (Fast) {
-    const LossGradF hf = sigmoid_hard_f<G, WantGrad>(static_cast<float>(z[j]), positive, apos, aneg);
+    const LossGradF hf = sigmoid_hard_f<G, WantGrad>(static_cast<float>(z[j]), positive, wf);
     h = {static_cast<double>(hf.loss), static_cast<double>(hf.dz)};
   } else {
-    (void)apos, (void)aneg;
+    (void)wf;
     h = sigmoid_hard<P, G, WantGrad>(static_cast<double>(z[j]), positive, c);
   }
   const double loss = ignored ? 0.0 : h.loss;
   if constexpr (StoreLoss) loss_out[j] = static_cast<T>(loss * inv_norm);
   if constexpr (WantGrad) {
-    double g = h.dz * gscale;
+    double g = Fast ? h.dz : h.dz * gscale;
     if constexpr (Up) g *= static_cast<double>(up[j]);
     // Ignored after the upstream factor: an infinite grad_output at an
     // ignored position must not turn its zero into NaN.
@@ -208,7 +212,7 @@ Status sigmoid_elementwise(const T* z, const Y* y, std::int64_t n, const Sigmoid
   const Blocking bl = make_blocking(n, 2048);
   BlockResults r;
   const bool fast = use_float_path<T, G, Up>(c, inv_norm, gscale);
-  const float apos = static_cast<float>(c.alpha_pos), aneg = static_cast<float>(c.alpha_neg);
+  const WeightsF wf = weights_f(c.alpha_pos, c.alpha_neg, gscale);
   // Captures by value: the loop must see plain local pointers, not loads
   // through the closure, or the compiler cannot prove the loop vectorizable.
   for_each_block(bl.count, n, get_num_threads(), [=, &r](std::int64_t b) {
@@ -225,29 +229,31 @@ Status sigmoid_elementwise(const T* z, const Y* y, std::int64_t n, const Sigmoid
     if constexpr (std::is_same_v<T, float> && !std::is_floating_point_v<Y> &&
                   G != GammaKind::general && !Up) {
       if (fast) {
-        alignas(64) float zf[kElemChunk], yf[kElemChunk], lf[kElemChunk], gf[kElemChunk];
+        alignas(64) float yf[kElemChunk], lf[kElemChunk];
         for (std::int64_t c0 = i0; c0 < i1; c0 += kElemChunk) {
           const std::int64_t m = i1 - c0 < kElemChunk ? i1 - c0 : kElemChunk;
-          FOCAL_NATIVE_SIMD
-          for (std::int64_t j = 0; j < m; ++j) {
-            zf[j] = zz[c0 + j];
-            yf[j] = static_cast<float>(yy[c0 + j]);
-          }
-          FOCAL_NATIVE_SIMD
-          for (std::int64_t j = 0; j < m; ++j) {
-            const LossGradF e = sigmoid_hard_f<G, WantGrad>(zf[j], yf[j] == 1.0f, apos, aneg);
-            lf[j] = e.loss;
-            gf[j] = e.dz;
-          }
+          const T* const zc = zz + c0;
           std::int32_t bad = 0;
           FOCAL_NATIVE_PRAGMA(omp simd reduction(| : bad))
-          for (std::int64_t j = 0; j < m; ++j) bad |= (yf[j] != 0.0f && yf[j] != 1.0f);
+          for (std::int64_t j = 0; j < m; ++j) {
+            const float v = static_cast<float>(yy[c0 + j]);
+            yf[j] = v;
+            bad |= (v != 0.0f && v != 1.0f);
+          }
           anybad |= bad;
-          lane_add_f(lanes, lf, m);
+          // The gradient comes scaled and is stored as it is computed.
+          T* const gc = go + c0;
           FOCAL_NATIVE_SIMD
           for (std::int64_t j = 0; j < m; ++j) {
-            if constexpr (StoreLoss) lo[c0 + j] = static_cast<T>(static_cast<double>(lf[j]) * inv_norm);
-            if constexpr (WantGrad) go[c0 + j] = static_cast<T>(static_cast<double>(gf[j]) * gscale);
+            const LossGradF e = sigmoid_hard_f<G, WantGrad>(zc[j], yf[j] == 1.0f, wf);
+            lf[j] = e.loss;
+            if constexpr (WantGrad) gc[j] = e.dz;
+          }
+          lane_add_f(lanes, lf, m);
+          if constexpr (StoreLoss) {
+            FOCAL_NATIVE_SIMD
+            for (std::int64_t j = 0; j < m; ++j)
+              lo[c0 + j] = static_cast<T>(static_cast<double>(lf[j]) * inv_norm);
           }
         }
         r.partial[b] = lanes.total();
@@ -268,6 +274,7 @@ Status sigmoid_elementwise(const T* z, const Y* y, std::int64_t n, const Sigmoid
       }
       constexpr bool kMixed = std::is_same_v<T, float> && std::is_floating_point_v<Y> &&
                               G != GammaKind::general && !Up;
+      const double gmul = kMixed && fast ? 1.0 : gscale;
       if (kMixed && fast) {
         // The hard-label results in a float loop of their own (a float
         // function inside the double loop left it scalar: 32 ns/element),
@@ -278,7 +285,7 @@ Status sigmoid_elementwise(const T* z, const Y* y, std::int64_t n, const Sigmoid
         FOCAL_NATIVE_SIMD
         for (std::int64_t j = 0; j < m; ++j) {
           const LossGradF h =
-              sigmoid_hard_f<kMixed ? G : GammaKind::zero, true>(zf[j], yy[c0 + j] == Y(1), apos, aneg);
+              sigmoid_hard_f<kMixed ? G : GammaKind::zero, true>(zf[j], yy[c0 + j] == Y(1), wf);
           hl[j] = h.loss;
           hg[j] = h.dz;
         }
@@ -289,7 +296,8 @@ Status sigmoid_elementwise(const T* z, const Y* y, std::int64_t n, const Sigmoid
           // Bitwise selects: a converted value in a select's arm keeps GCC
           // from vectorizing (see select_bits).
           lb[j] = select_bits(hard, static_cast<double>(hl[j]), sft.loss);
-          gb[j] = select_bits(hard, static_cast<double>(hg[j]), sft.dz);
+          // Hard elements come scaled (WeightsF); the store below then scales by 1.
+          gb[j] = select_bits(hard, static_cast<double>(hg[j]), sft.dz * gscale);
         }
       } else {
         FOCAL_NATIVE_SIMD
@@ -304,7 +312,7 @@ Status sigmoid_elementwise(const T* z, const Y* y, std::int64_t n, const Sigmoid
       for (std::int64_t j = 0; j < m; ++j) {
         if constexpr (StoreLoss) lo[c0 + j] = static_cast<T>(lb[j] * inv_norm);
         if constexpr (WantGrad) {
-          double g = gb[j] * gscale;
+          double g = gb[j] * gmul;
           if constexpr (Up) g *= static_cast<double>(uu[c0 + j]);
           go[c0 + j] = static_cast<T>(g);
         }
@@ -344,9 +352,10 @@ inline std::int64_t count_not_ignored(const L* lab, std::int64_t n, std::int64_t
 
 // Class-index targets: element (o, k, i) is positive iff labels[o*inner + i] == k;
 // label == classes means background, label == ignore_index ignores the position.
+// gscale: the gradient's scale (see sigmoid_labels).
 template <class T, class L, GammaKind G, bool StoreLoss, bool WantGrad, bool Up, bool Fast>
 Status sigmoid_labels_impl(const T* z_in, const L* lab_in, ClassLayout lay,
-                           const SigmoidOptions& o, T* loss_in, T* grad_in,
+                           const SigmoidOptions& o, double gscale, T* loss_in, T* grad_in,
                            const T* up_in) noexcept {
   constexpr Prec P = prec_for<T>;
   const SigmoidConsts c = sigmoid_consts(o);
@@ -354,14 +363,7 @@ Status sigmoid_labels_impl(const T* z_in, const L* lab_in, ClassLayout lay,
   const std::int64_t C = lay.classes, inner = lay.inner;
   const std::int64_t npos = lay.positions();
   const std::int64_t ign = o.ignore_index;
-  // The gradient of a mean needs the count before the pass: a cheap pass over
-  // the labels only (1/C of the logits' traffic).
-  double gscale = inv_norm;
-  if (WantGrad && o.reduction == Reduction::mean) {
-    const std::int64_t counted = count_not_ignored(lab_in, npos, ign) * C;
-    if (counted > 0) gscale = inv_norm / static_cast<double>(counted);
-  }
-  const float apos = static_cast<float>(c.alpha_pos), aneg = static_cast<float>(c.alpha_neg);
+  const WeightsF wf = weights_f(c.alpha_pos, c.alpha_neg, gscale);
   const std::int64_t min_block = C >= 2048 ? 1 : 2048 / (C > 0 ? C : 1);
   const Blocking bl = make_blocking(npos, min_block);
   BlockResults r;
@@ -395,8 +397,7 @@ Status sigmoid_labels_impl(const T* z_in, const L* lab_in, ClassLayout lay,
         FOCAL_NATIVE_SIMD_REDUCE(+, racc)
         for (std::int64_t k = 0; k < C; ++k)
           racc += label_step<P, G, StoreLoss, WantGrad, Up, Fast>(
-              z, base + k, k == lv, ignored, c, apos, aneg, inv_norm, gscale, loss_out, grad_out,
-              up);
+              z, base + k, k == lv, ignored, c, wf, inv_norm, gscale, loss_out, grad_out, up);
         acc += racc;
       } else {
         for (std::int64_t i = i0; i < i1; ++i) {
@@ -412,8 +413,7 @@ Status sigmoid_labels_impl(const T* z_in, const L* lab_in, ClassLayout lay,
             const std::int64_t lv = static_cast<std::int64_t>(lrow[i]);
             const bool ignored = lv == ign || label_bad(lrow[i], C, ign);
             racc += label_step<P, G, StoreLoss, WantGrad, Up, Fast>(
-                z, base + i, k == lv, ignored, c, apos, aneg, inv_norm, gscale, loss_out, grad_out,
-                up);
+                z, base + i, k == lv, ignored, c, wf, inv_norm, gscale, loss_out, grad_out, up);
           }
           acc += racc;
         }
@@ -443,15 +443,22 @@ Status sigmoid_labels_impl(const T* z_in, const L* lab_in, ClassLayout lay,
 template <class T, class L, GammaKind G, bool StoreLoss, bool WantGrad, bool Up>
 Status sigmoid_labels(const T* z, const L* lab, ClassLayout lay, const SigmoidOptions& o,
                       T* loss_out, T* grad_out, const T* up) noexcept {
-  if constexpr (std::is_same_v<T, float> && G != GammaKind::general && !Up) {
-    const double inv_norm = 1.0 / o.normalizer;
-    // The mean's gradient scale inv_norm / count is <= inv_norm.
-    if (use_float_path<T, G, Up>(sigmoid_consts(o), inv_norm, inv_norm))
-      return sigmoid_labels_impl<T, L, G, StoreLoss, WantGrad, Up, true>(z, lab, lay, o,
-                                                                          loss_out, grad_out, up);
+  const double inv_norm = 1.0 / o.normalizer;
+  // The gradient of a mean needs the count before the pass: a cheap pass over
+  // the labels only (1/C of the logits' traffic).
+  double gscale = inv_norm;
+  if (WantGrad && o.reduction == Reduction::mean) {
+    const std::int64_t counted =
+        count_not_ignored(lab, lay.positions(), o.ignore_index) * lay.classes;
+    if (counted > 0) gscale = inv_norm / static_cast<double>(counted);
   }
-  return sigmoid_labels_impl<T, L, G, StoreLoss, WantGrad, Up, false>(z, lab, lay, o, loss_out,
-                                                                       grad_out, up);
+  if constexpr (std::is_same_v<T, float> && G != GammaKind::general && !Up) {
+    if (use_float_path<T, G, Up>(sigmoid_consts(o), inv_norm, gscale))
+      return sigmoid_labels_impl<T, L, G, StoreLoss, WantGrad, Up, true>(
+          z, lab, lay, o, gscale, loss_out, grad_out, up);
+  }
+  return sigmoid_labels_impl<T, L, G, StoreLoss, WantGrad, Up, false>(z, lab, lay, o, gscale,
+                                                                       loss_out, grad_out, up);
 }
 
 // Picks the gamma specialisation and output combination at run time.
@@ -484,9 +491,7 @@ Status sigmoid_dispatch(const T* z, const Y* y, ClassLayout lay, const SigmoidOp
     return use_up ? go(F{}, Tr{}, Tr{}) : go(F{}, Tr{}, F{});
   };
   if (o.gamma == 0.0) return run(std::integral_constant<GammaKind, GammaKind::zero>{});
-  if constexpr (std::is_same_v<T, float>) {
-    if (o.gamma == 2.0) return run(std::integral_constant<GammaKind, GammaKind::square>{});
-  }
+  if (o.gamma == 2.0) return run(std::integral_constant<GammaKind, GammaKind::square>{});
   return run(std::integral_constant<GammaKind, GammaKind::general>{});
 }
 

@@ -56,17 +56,18 @@ FOCAL_NATIVE_INLINE float mul_add_f(float a, float b, float c) noexcept {
 //   P: degree 4, 2^-26.5 relative (fit for this project, float coefficients).
 // (Applying lo as exp(x) (1 + lo) instead would underflow: exp(x) lo is
 // below FLT_MIN for x < -70 and flushed.)
-FOCAL_NATIVE_INLINE float exp_nonpos_f(float x, float lo = 0.0f) noexcept {
+template <bool HasLo = false>
+FOCAL_NATIVE_INLINE float exp_nonpos_f_impl(float x, float lo) noexcept {
   constexpr float log2e = 0x1.715476p+0f;
   constexpr float ln2_hi = 0x1.62e4p-1f;  // 17 bits: k*ln2_hi exact for |k| <= 127
   constexpr float ln2_lo = 0x1.7f7d1cp-20f;
   constexpr float shifter = 0x1.8p23f;
   const float xc = x < -87.5f ? -87.5f : x;  // keeps k >= -126 (normal 2^k)
-  const float t = xc * log2e + shifter;
+  const float t = mul_add_f(xc, log2e, shifter);  // rounds x log2(e) to an integer k
   const float kd = t - shifter;
-  float r = xc - kd * ln2_hi;
-  r = r - kd * ln2_lo;
-  r = r + lo;
+  float r = mul_add_f(-kd, ln2_hi, xc);  // exact: k ln2_hi has 17 significant bits
+  r = mul_add_f(-kd, ln2_lo, r);
+  if constexpr (HasLo) r = r + lo;  // (x + 0 is not folded away under strict IEEE)
   float poly = 0x1.6d431ap-10f;
   poly = mul_add_f(poly, r, 0x1.120b66p-7f);
   poly = mul_add_f(poly, r, 0x1.5554eap-5f);
@@ -78,6 +79,11 @@ FOCAL_NATIVE_INLINE float exp_nonpos_f(float x, float lo = 0.0f) noexcept {
   const std::uint32_t biased = fbits_of(t) - fbits_of(shifter) + 127u;
   const float scale = float_of(biased << 23);
   return x < -0x1.5d58a0p+6f ? 0.0f : er * scale;
+}
+
+FOCAL_NATIVE_INLINE float exp_nonpos_f(float x) noexcept { return exp_nonpos_f_impl<false>(x, 0.0f); }
+FOCAL_NATIVE_INLINE float exp_nonpos_f(float x, float lo) noexcept {
+  return exp_nonpos_f_impl<true>(x, lo);
 }
 
 // log1p(e) for e in [0, 1], in float: e + e^2 Q(e), Q of degree 9
@@ -101,10 +107,23 @@ struct LossGradF {
   float dz;
 };
 
+// The weights of a float-path call: alpha_t of a positive / negative for the
+// loss, and for the gradient alpha_t times the call's gradient scale with the
+// sign of dz_t/dz folded in (-alpha_pos s, +alpha_neg s), each rounded once.
+// The gradient then needs no scaling pass of its own.
+struct WeightsF {
+  float loss_pos, loss_neg, grad_pos, grad_neg;
+};
+
+inline WeightsF weights_f(double alpha_pos, double alpha_neg, double gscale) noexcept {
+  return {static_cast<float>(alpha_pos), static_cast<float>(alpha_neg),
+          static_cast<float>(-alpha_pos * gscale), static_cast<float>(alpha_neg * gscale)};
+}
+
 // Hard label (pos: y == 1), G = zero or square; the formulas of sigmoid_hard.
+// dz is the scaled derivative (see WeightsF).
 template <GammaKind G, bool WantGrad>
-FOCAL_NATIVE_INLINE LossGradF sigmoid_hard_f(float z, bool pos, float alpha_pos,
-                                             float alpha_neg) noexcept {
+FOCAL_NATIVE_INLINE LossGradF sigmoid_hard_f(float z, bool pos, WeightsF wt) noexcept {
   static_assert(G != GammaKind::general, "the float path evaluates q^gamma as 1 or q*q only");
   const float zt = pos ? z : -z;
   const float e = exp_nonpos_f(-std::fabs(z));
@@ -118,21 +137,27 @@ FOCAL_NATIVE_INLINE LossGradF sigmoid_hard_f(float z, bool pos, float alpha_pos,
   const float big = inv, small = e * inv;  // sigma(|z|), sigma(-|z|)
   const float p = zt_nonneg ? big : small;
   const float q = zt_nonneg ? small : big;
-  const float mp = zt_nonneg ? 0.0f : -zt;  // max(-z_t, 0)
-  const float ce = mp + l;                  // -log p >= 0
+  const float mzt = -zt;
+  const float mp = mzt > 0.0f ? mzt : 0.0f;  // max(-z_t, 0): one max instruction
+  const float ce = mp + l;                    // -log p >= 0
   const float qg = G == GammaKind::zero ? 1.0f : q * q;
-  const float w = (pos ? alpha_pos : alpha_neg) * qg;
   float dz = 0.0f;
   if constexpr (WantGrad) {
     float inner = q;
     if constexpr (G != GammaKind::zero) {
-      const float pce = p == 0.0f ? 0.0f : p * ce;  // p log p -> 0 as p -> 0
+      // p log p -> 0 as p -> 0: ce is infinite only where p is 0 (z_t = -inf),
+      // and capped there, p ce = 0 (NaN stays NaN through p).
+      constexpr float big_f = 0x1.fffffep127f;
+      const float pce = p * (ce < big_f ? ce : big_f);
       inner = mul_add_f(2.0f, pce, q);
     }
-    const float g = w * inner;
-    dz = pos ? -g : g;
+    // q^g inner <= 1.75 and the weight is >= FLT_MIN or 0 (use_float_path):
+    // nothing above FLT_MIN is flushed on the way.
+    dz = (pos ? wt.grad_pos : wt.grad_neg) * (qg * inner);
   }
-  return {w == 0.0f && ce == ce ? 0.0f : w * ce, dz};  // as sigmoid_hard
+  // A zero weight wins over an infinite ce (z_t = -inf), not over a NaN one.
+  const float at = pos ? wt.loss_pos : wt.loss_neg;
+  return {at == 0.0f && ce == ce ? 0.0f : at * (qg * ce), dz};
 }
 
 }  // namespace detail
