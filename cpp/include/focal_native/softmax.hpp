@@ -96,24 +96,26 @@ FOCAL_NATIVE_INLINE bool float_exp_ok(double m, double lo) noexcept {
 // 1 - p is exact enough and log1p(-p) is accurate; for p > 1/2 (only the
 // arg-max class) q = s_other / S and log q = log(s_other) - log S, kept as
 // hi + lo because |log q| may be large.
-struct QLog {
-  double q, lq_hi, lq_lo;
+// (Two functions rather than one returning a three-double struct: a struct
+// returned in memory makes its local addressable, and GCC then privatizes it
+// into a per-lane array in `omp simd` loops, whose stores keep them scalar.)
+FOCAL_NATIVE_INLINE double one_minus_p(double p, double s_other, double inv_s) noexcept {
+  return p > 0.5 ? s_other * inv_s : 1.0 - p;
+}
+
+struct HiLo {
+  double hi, lo;
 };
 
 template <Prec P>
-FOCAL_NATIVE_INLINE QLog q_and_log(double p, double s_other, double inv_s, double log_s) noexcept {
-  const double q_small = 1.0 - p;
+FOCAL_NATIVE_INLINE HiLo log_one_minus_p(double p, double s_other, double log_s) noexcept {
   const double lq_small = log1p_any<P>(-p);
   double h, l;
   log_hilo<P>(s_other, h, l);
   double sh, se;
   two_sum(h, -log_s, sh, se);
   const bool big = p > 0.5;
-  QLog r;
-  r.q = big ? s_other * inv_s : q_small;
-  r.lq_hi = big ? sh : lq_small;
-  r.lq_lo = big ? se + l : 0.0;
-  return r;
+  return {big ? sh : lq_small, big ? se + l : 0.0};
 }
 
 // F = alpha q^g (g p (log p)/q - 1), the factor of the gradient, and the loss
@@ -124,14 +126,14 @@ struct FocalTerms {
 };
 
 template <Prec P, GammaKind G>
-FOCAL_NATIVE_INLINE FocalTerms focal_terms(double alpha, double p, double log_p, const QLog& ql,
-                                           double gamma) noexcept {
-  const double qg = pow_from_log<P, G>(ql.q, ql.lq_hi, ql.lq_lo, gamma);
+FOCAL_NATIVE_INLINE FocalTerms focal_terms(double alpha, double p, double log_p, double q,
+                                           HiLo lq, double gamma) noexcept {
+  const double qg = pow_from_log<P, G>(q, lq.hi, lq.lo, gamma);
   const double w = alpha * qg;
   double inner = -1.0;
   if constexpr (G != GammaKind::zero) {
     // (log p)/q -> -1 as q -> 0; p log p -> 0 as p -> 0.
-    const double ratio = ql.q == 0.0 ? -1.0 : log_p / ql.q;
+    const double ratio = q == 0.0 ? -1.0 : log_p / q;
     const double t = p == 0.0 ? 0.0 : p * ratio;
     inner = mul_add(gamma, t, -1.0);
   }
@@ -445,8 +447,9 @@ struct IndexKernel {
       // log1p(so) avoids the rounding of the sum.
       const double log_s = cmax ? log1p_any<P>(so) : log_pos<P>(S);
       const double log_p = cmax ? -log_s : d - log_s;
-      const QLog ql = q_and_log<P>(p, so, inv_s, log_s);
-      const FocalTerms ft = focal_terms<P, G>(tl.a[t], p, log_p, ql, sc.gamma);
+      const double q = one_minus_p(p, so, inv_s);
+      const FocalTerms ft =
+          focal_terms<P, G>(tl.a[t], p, log_p, q, log_one_minus_p<P>(p, so, log_s), sc.gamma);
       const bool live = tl.live[t] != 0;
       // A NaN loss (NaN logits) as the canonical quiet NaN: its sign would
       // otherwise depend on which instructions (vector or scalar, with or
@@ -454,14 +457,15 @@ struct IndexKernel {
       // return the same bits.
       // A NaN logit (m is then NaN) makes the loss and the gradient NaN, also
       // where a zero class weight would otherwise give 0.
+      // (Bitwise selects: GCC leaves this loop scalar with plain ones.)
       const double qnan = std::numeric_limits<double>::quiet_NaN();
       const bool nan_row = tl.m[t] != tl.m[t];
-      const double loss = (ft.loss != ft.loss || nan_row) ? qnan : ft.loss;
+      const double loss = select_bits(ft.loss != ft.loss || nan_row, qnan, ft.loss);
       tl.loss[t] = live ? loss : 0.0;
-      tl.f[t] = live ? (nan_row ? qnan : ft.f) * tl.scale[t] : 0.0;
-      tl.q[t] = ql.q;
+      tl.f[t] = live ? select_bits(nan_row, qnan, ft.f) * tl.scale[t] : 0.0;
+      tl.q[t] = q;
       tl.inv_s[t] = inv_s;
-      tl.fq[t] = tl.f[t] * ql.q;
+      tl.fq[t] = tl.f[t] * q;
       tl.nfs[t] = -tl.f[t] * inv_s;
     }
   }
@@ -607,21 +611,21 @@ struct DenseKernel {
                                   static_cast<std::int64_t>(tl.a[t]));
   }
 
-  // Probability terms of element (t, k): p, log p, and (1 - p, its log).
+  // Probability terms of element (t, k): p, log p, and (via focal_terms_of)
+  // 1 - p and its log.
   struct Elem {
     double p, log_p;
-    QLog ql;
   };
-  static FOCAL_NATIVE_INLINE Elem elem(double zk, std::int64_t k, const SoftmaxTile& tl,
-                                       std::int64_t t, double log_s) noexcept {
+  static FOCAL_NATIVE_INLINE Elem elem(double zk, const SoftmaxTile& tl, std::int64_t t,
+                                       double log_s) noexcept {
     const double d = shifted(zk, tl.m[t]);
-    const double p = exp_shifted<P>(zk, tl.m[t]) * tl.inv_s[t];
-    const double log_p = d - log_s;
-    const bool is_am = k == static_cast<std::int64_t>(tl.a[t]);
-    // s_other for the arg-max is the stored sum; other classes never use it
-    // (their p <= 1/2), so any positive value keeps the unused branch finite.
-    const QLog ql = q_and_log<P>(p, is_am ? tl.s[t] : 1.0, tl.inv_s[t], log_s);
-    return {p, log_p, ql};
+    return {exp_shifted<P>(zk, tl.m[t]) * tl.inv_s[t], d - log_s};
+  }
+  // s_other for the arg-max is the stored sum; other classes never use it
+  // (their p <= 1/2), so any positive value keeps the unused branch finite.
+  static FOCAL_NATIVE_INLINE double s_other(std::int64_t k, const SoftmaxTile& tl,
+                                            std::int64_t t) noexcept {
+    return k == static_cast<std::int64_t>(tl.a[t]) ? tl.s[t] : 1.0;
   }
 
   static FOCAL_NATIVE_INLINE void run(const T* z, const Y* y, T* go, const TileGeom& g,
@@ -642,9 +646,12 @@ struct DenseKernel {
       double loss = 0.0, tall = 0.0, trest = 0.0;
       FOCAL_NATIVE_PRAGMA(omp simd reduction(+ : loss, tall, trest))
       for (std::int64_t k = 0; k < C; ++k) {
-        const Elem e = elem(static_cast<double>(z[g.at(t, k)]), k, tl, t, log_s);
+        const Elem e = elem(static_cast<double>(z[g.at(t, k)]), tl, t, log_s);
+        const double so = s_other(k, tl, t);
+        const double q = one_minus_p(e.p, so, tl.inv_s[t]);
         const double yk = target(y, g, sc, tl, t, k, label);
-        const FocalTerms ft = focal_terms<P, G>(class_alpha(sc, k), e.p, e.log_p, e.ql, sc.gamma);
+        const FocalTerms ft = focal_terms<P, G>(class_alpha(sc, k), e.p, e.log_p, q,
+                                                log_one_minus_p<P>(e.p, so, log_s), sc.gamma);
         const double yl = yk == 0.0 ? 0.0 : yk * ft.loss;  // 0 * inf -> 0
         const double yf = yk * ft.f;
         loss += yl;
@@ -666,16 +673,21 @@ struct DenseKernel {
         const std::int64_t am = static_cast<std::int64_t>(tl.a[t]);
         const double tall = tl.t_all[t], trest = tl.q[t], scale = tl.scale[t];
         const bool live = tl.live[t] != 0;
-        // Pass 4 reads z[j] before writing go[j] at the same index only.
+        // Pass 4 reads z[j] before writing go[j] at the same index only, so
+        // the loop vectorizes also when the gradient overwrites the logits.
+        FOCAL_NATIVE_SIMD
         for (std::int64_t k = 0; k < C; ++k) {
           const std::int64_t j = g.at(t, k);
-          const Elem e = elem(static_cast<double>(z[j]), k, tl, t, log_s);
+          const Elem e = elem(static_cast<double>(z[j]), tl, t, log_s);
+          const double so = s_other(k, tl, t);
+          const double q = one_minus_p(e.p, so, tl.inv_s[t]);
           const double yk = target(y, g, sc, tl, t, k, label);
-          const FocalTerms ft = focal_terms<P, G>(class_alpha(sc, k), e.p, e.log_p, e.ql, sc.gamma);
+          const FocalTerms ft = focal_terms<P, G>(class_alpha(sc, k), e.p, e.log_p, q,
+                                                  log_one_minus_p<P>(e.p, so, log_s), sc.gamma);
           const double yf = yk * ft.f;
           const double rest = k == am ? trest : tall - yf;
-          const double gk = mul_add(yf, e.ql.q, -(e.p * rest));
-          go[j] = static_cast<T>(live ? gk * scale : 0.0);
+          const double gk = mul_add(yf, q, -(e.p * rest));
+          go[j] = static_cast<T>(select_bits(live, gk * scale, 0.0));
         }
       }
     }
