@@ -362,15 +362,41 @@ struct IndexKernel {
         tl.sc[t] = std::numeric_limits<double>::infinity();  // row minimum, then compensation
         tl.s[t] = 0.0;
       }
-      for (std::int64_t k = 0; k < C; ++k) {
-        const T* col = z + g.at(0, k);
+      if constexpr (std::is_same_v<T, float>) {
+        // Maximum and minimum of float data in float (16 lanes; exact), then
+        // widened once.
+        alignas(64) float mx[kSoftmaxTile], mn[kSoftmaxTile];
         FOCAL_NATIVE_SIMD
         for (std::int64_t t = 0; t < g.n; ++t) {
-          const double v = static_cast<double>(col[t * ts]);
-          const double m = tl.m[t];
-          // NaN sticks once seen: m becomes NaN and every comparison keeps it.
-          tl.m[t] = (v > m || v != v) ? v : m;
-          tl.sc[t] = v < tl.sc[t] ? v : tl.sc[t];
+          mx[t] = -std::numeric_limits<float>::infinity();
+          mn[t] = std::numeric_limits<float>::infinity();
+        }
+        for (std::int64_t k = 0; k < C; ++k) {
+          const T* col = z + g.at(0, k);
+          FOCAL_NATIVE_SIMD
+          for (std::int64_t t = 0; t < g.n; ++t) {
+            const float v = col[t * ts];
+            const float m = mx[t];
+            mx[t] = (v > m || v != v) ? v : m;  // NaN sticks, as below
+            mn[t] = v < mn[t] ? v : mn[t];
+          }
+        }
+        FOCAL_NATIVE_SIMD
+        for (std::int64_t t = 0; t < g.n; ++t) {
+          tl.m[t] = static_cast<double>(mx[t]);
+          tl.sc[t] = static_cast<double>(mn[t]);
+        }
+      } else {
+        for (std::int64_t k = 0; k < C; ++k) {
+          const T* col = z + g.at(0, k);
+          FOCAL_NATIVE_SIMD
+          for (std::int64_t t = 0; t < g.n; ++t) {
+            const double v = static_cast<double>(col[t * ts]);
+            const double m = tl.m[t];
+            // NaN sticks once seen: m becomes NaN and every comparison keeps it.
+            tl.m[t] = (v > m || v != v) ? v : m;
+            tl.sc[t] = v < tl.sc[t] ? v : tl.sc[t];
+          }
         }
       }
       // Float exponentials for the whole tile when every position allows them.
