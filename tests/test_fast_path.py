@@ -197,6 +197,13 @@ def _sig_declined():
         "grad_out over the targets": dict(t=y.view(np.uint8), grad_out=None, overlap=True),
         "loss out over the logits": dict(reduction="none", out="logits"),
         "a bad target value": dict(t=np.full(z.shape, 2, np.int64)),
+        "byte-swapped targets": dict(t=y.astype(np.int32).astype(">i4")),
+        "strided targets": dict(t=np.zeros((4, 12), bool)[:, ::2]),
+        "unaligned logits": dict(z="unaligned"),
+        "grad_out partly over the logits": dict(grad_out="shifted"),
+        "out is grad_out": dict(reduction="none", out="same"),
+        "Python bool alpha": dict(alpha=True),
+        "Python bool ignore_index": dict(ignore_index=True),
     }
     return z, y, cases
 
@@ -208,11 +215,24 @@ def test_sigmoid_fast_declines(name):
     zz, t = kw.pop("z", z), kw.pop("t", y)
     if kw.pop("overlap", False):
         buf = np.zeros(z.size * 4, np.uint8)
-        t = buf[: z.size]
+        t = buf[: z.size].reshape(z.shape)
         kw["grad_out"] = buf.view(np.float32).reshape(z.shape)
-    if isinstance(kw.get("out"), str):
+    if isinstance(zz, str):  # float32 data one byte into a buffer
+        zz = np.zeros(z.size * 4 + 1, np.uint8)[1:].view(np.float32).reshape(z.shape)
+        zz[...] = z
+        assert not zz.flags.aligned
+    spec_out, spec_grad = kw.get("out"), kw.get("grad_out")
+    if isinstance(spec_out, str) and spec_out == "logits":
         kw["out"] = zz
+    if isinstance(spec_out, str) and spec_out == "same":
+        kw["out"] = kw["grad_out"] = np.empty_like(z)
+    if isinstance(spec_grad, str):  # "shifted"
+        big = np.concatenate([z.ravel(), z.ravel()])
+        zz, kw["grad_out"] = big[:z.size].reshape(z.shape), big[1:z.size + 1].reshape(z.shape)
     assert sig_fast(BOTH, zz, t, **kw) is None
+    # The same arguments through the loss-only and gradient-only mappings.
+    assert sig_fast(LOSS, zz, t, **{**kw, "grad_out": None}) is None or "grad_out" in kw
+    assert sig_fast(GRAD, zz, t, **{**kw, "out": None}) is None or "out" in kw
 
 
 @pytest.mark.parametrize(
@@ -276,9 +296,36 @@ def test_public_functions_take_the_fast_path(monkeypatch):
 
     monkeypatch.setattr(_sigmoid, "_fast", lambda: spy)
     fn.sigmoid_focal_loss(z, y)
-    fn.sigmoid_focal_loss_grad(z, y)
+    fn.sigmoid_focal_loss_grad(z, y, out=np.empty_like(z))
     fn.sigmoid_focal_loss_with_grad(z, y)
     assert calls == [True, True, True]
+
+    zs = z.reshape(5, 2)
+    lab = np.array([0, 1, 1, 0, 1])
+    real_sm = core().softmax_fast
+    calls.clear()
+
+    def spy_sm(*args):
+        r = real_sm(*args)
+        calls.append(r is not None)
+        return r
+
+    monkeypatch.setattr(_softmax, "_fast", lambda: spy_sm)
+    fn.softmax_focal_loss(zs, lab)
+    fn.softmax_focal_loss_grad(zs, lab, out=np.empty_like(zs))
+    fn.softmax_focal_loss_with_grad(zs, lab)
+    assert calls == [True, True, True]
+
+
+def test_fast_path_leaves_inputs_alone():
+    rng = np.random.default_rng(5)
+    z = rng.standard_normal((7, 9)).astype(np.float32)
+    y = rng.random(z.shape) < 0.3
+    lab = rng.integers(0, 9, size=7)
+    z0, y0, lab0 = z.copy(), y.copy(), lab.copy()
+    sig_fast(BOTH, z, y, reduction="none")
+    sm_fast(BOTH, z, lab, reduction="none")
+    assert same(z, z0) and same(y, y0) and same(lab, lab0)
 
 
 def test_scalar_result_overflow_is_inf_without_warning():

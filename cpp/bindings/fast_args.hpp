@@ -58,7 +58,11 @@ inline DType dtype_of(py::handle h, bool unsigned_ints) {
   const auto size = py::reinterpret_borrow<py::dtype>(proxy(h)->descr).itemsize();
   switch (d->kind) {
     case 'f':
-      return size == 4 ? DType::f32 : size == 8 ? DType::f64 : DType::unsupported;
+      // By type code, as the Python layer does: an 8-byte long double ('g',
+      // e.g. on Windows) is not float64 there.
+      if (d->type == 'f' && size == 4) return DType::f32;
+      if (d->type == 'd' && size == 8) return DType::f64;
+      return DType::unsupported;
     case 'b':
       return size == 1 ? DType::u8 : DType::unsupported;
     case 'u':
