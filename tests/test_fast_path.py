@@ -282,19 +282,23 @@ def test_declined_calls_still_raise_their_messages():
         fn.sigmoid_focal_loss_grad(zc, np.array([0, 1, 0, 7]), out=zc)
 
 
-def test_public_functions_take_the_fast_path(monkeypatch):
-    """The public functions return the fast path's objects (not a recomputation)."""
-    z = np.linspace(-2, 2, 10, dtype=np.float32)
-    y = z > 0
-    calls = []
-    real = core().sigmoid_fast
+def _spy(monkeypatch, module, real, calls):
+    """Route `module`'s fast path through a recorder of accepted (non-None) calls."""
 
     def spy(*args):
         r = real(*args)
         calls.append(r is not None)
         return r
 
-    monkeypatch.setattr(_sigmoid, "_fast", lambda: spy)
+    monkeypatch.setattr(module, "_fast", lambda: spy)
+
+
+def test_public_functions_take_the_fast_path(monkeypatch):
+    """The public functions return the fast path's objects (not a recomputation)."""
+    z = np.linspace(-2, 2, 10, dtype=np.float32)
+    y = z > 0
+    calls = []
+    _spy(monkeypatch, _sigmoid, core().sigmoid_fast, calls)
     fn.sigmoid_focal_loss(z, y)
     fn.sigmoid_focal_loss_grad(z, y, out=np.empty_like(z))
     fn.sigmoid_focal_loss_with_grad(z, y)
@@ -302,15 +306,8 @@ def test_public_functions_take_the_fast_path(monkeypatch):
 
     zs = z.reshape(5, 2)
     lab = np.array([0, 1, 1, 0, 1])
-    real_sm = core().softmax_fast
     calls.clear()
-
-    def spy_sm(*args):
-        r = real_sm(*args)
-        calls.append(r is not None)
-        return r
-
-    monkeypatch.setattr(_softmax, "_fast", lambda: spy_sm)
+    _spy(monkeypatch, _softmax, core().softmax_fast, calls)
     fn.softmax_focal_loss(zs, lab)
     fn.softmax_focal_loss_grad(zs, lab, out=np.empty_like(zs))
     fn.softmax_focal_loss_with_grad(zs, lab)

@@ -16,7 +16,6 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
-
 #include <vector>
 
 #include "dispatch.hpp"
@@ -84,14 +83,20 @@ inline bool is_int_kind(py::handle h) {
   return k == 'i' || k == 'u';
 }
 
-inline bool same_shape(py::handle a, py::handle b) {
-  const auto* pa = proxy(a);
-  const auto* pb = proxy(b);
-  if (pa->nd != pb->nd) return false;
-  for (int i = 0; i < pa->nd; ++i)
-    if (pa->dimensions[i] != pb->dimensions[i]) return false;
+inline bool has_dims(py::handle a, const ssize_t* dims, int nd) {
+  const auto* p = proxy(a);
+  if (p->nd != nd) return false;
+  for (int i = 0; i < nd; ++i)
+    if (p->dimensions[i] != dims[i]) return false;
   return true;
 }
+
+inline bool same_shape(py::handle a, py::handle b) {
+  return has_dims(a, proxy(b)->dimensions, proxy(b)->nd);
+}
+
+// Class-index labels the kernels read in place (others are converted in Python).
+inline bool label_dtype(DType dt) { return dt == DType::u8 || dt == DType::i32 || dt == DType::i64; }
 
 // Whether `t` has the shape of `z` without axis `ax`.
 inline bool shape_without_axis(py::handle t, py::handle z, int ax) {
@@ -211,13 +216,6 @@ inline void layout(const ssize_t* dims, int nd, int ax, std::int64_t& outer,
   for (int i = ax + 1; i < nd; ++i) inner *= dims[i];
 }
 
-inline bool has_dims(py::handle a, const ssize_t* dims, int nd) {
-  const auto* p = proxy(a);
-  if (p->nd != nd) return false;
-  for (int i = 0; i < nd; ++i)
-    if (p->dimensions[i] != dims[i]) return false;
-  return true;
-}
 
 // The outputs of a fast call: the caller's `out` (loss, reduction 'none') and
 // `grad_out` when acceptable, new arrays otherwise (allocated only after every
@@ -262,6 +260,20 @@ inline py::object scalar(DType dt, double value) {
   return py::reinterpret_borrow<py::object>(f64)(py::float_(value));
 }
 
+// The checks every fast call starts with: the mode, the logits, the targets
+// array, and the scalar options both families share (Call: SigmoidCall or
+// SoftmaxCall).
+template <class Call>
+inline bool common(int mode, py::handle logits_arg, py::handle targets_arg,
+                   py::handle gamma_arg, py::handle reduction_arg, py::handle normalizer_arg,
+                   py::handle ignore_index_arg, Call& c) {
+  if (mode < kLoss || mode > kBoth) return false;
+  if (!logits(logits_arg, c.logits_dtype) || !input(targets_arg)) return false;
+  c.reduction = reduction(reduction_arg);
+  return c.reduction >= 0 && gamma(gamma_arg, c.gamma) &&
+         normalizer(normalizer_arg, c.normalizer) && int64(ignore_index_arg, c.ignore_index);
+}
+
 // What the public function returns: the loss (mode kLoss), the gradient
 // (kGrad) or (loss, gradient) (kBoth).
 inline py::object result(int mode, bool none, DType dt, const CallStatus& st, const Outputs& o) {
@@ -269,6 +281,20 @@ inline py::object result(int mode, bool none, DType dt, const CallStatus& st, co
   if (mode == kLoss) return loss;
   if (mode == kGrad) return o.grad;
   return py::make_tuple(loss, o.grad);
+}
+
+// Runs the kernel without the GIL and returns the public function's result,
+// or None after a bad target (the Python layer then runs the call again and
+// names it: the targets alone decide, so it finds the same one).
+template <class Call, class Kernel>
+inline py::object run(int mode, const Call& c, const Outputs& o, Kernel kernel) {
+  CallStatus st;
+  {
+    py::gil_scoped_release release;
+    st = kernel(c);
+  }
+  if (st.code != 0) return py::none();
+  return result(mode, c.reduction == 0, c.logits_dtype, st, o);
 }
 
 }  // namespace fast

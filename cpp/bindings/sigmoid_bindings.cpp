@@ -76,12 +76,8 @@ py::object sigmoid_fast(int mode, py::handle logits, py::handle targets, py::han
                         py::handle grad_out) {
   namespace f = fast;
   const py::object decline = py::none();
-  if (mode < f::kLoss || mode > f::kBoth) return decline;
   SigmoidCall c{};
-  if (!f::logits(logits, c.logits_dtype) || !f::input(targets)) return decline;
-  c.reduction = f::reduction(reduction);
-  if (c.reduction < 0 || !f::gamma(gamma, c.gamma) || !f::normalizer(normalizer, c.normalizer) ||
-      !f::int64(ignore_index, c.ignore_index))
+  if (!f::common(mode, logits, targets, gamma, reduction, normalizer, ignore_index, c))
     return decline;
   if (alpha.is_none()) {
     c.alpha = -1.0;
@@ -106,9 +102,7 @@ py::object sigmoid_fast(int mode, py::handle logits, py::handle targets, py::han
         !f::shape_without_axis(targets, logits, ax))
       return decline;
     c.targets_dtype = f::dtype_of(targets, false);
-    if (c.targets_dtype != DType::u8 && c.targets_dtype != DType::i32 &&
-        c.targets_dtype != DType::i64)
-      return decline;  // other label dtypes are converted in Python
+    if (!f::label_dtype(c.targets_dtype)) return decline;
     f::layout(f::proxy(logits)->dimensions, nd, ax, c.outer, c.classes, c.inner);
     c.labels = true;
   }
@@ -122,15 +116,7 @@ py::object sigmoid_fast(int mode, py::handle logits, py::handle targets, py::han
     return decline;
   c.loss_out = f::data_or_null(outs.loss);
   c.grad_out = f::data_or_null(outs.grad);
-  CallStatus st;
-  {
-    py::gil_scoped_release release;
-    st = kernels().sigmoid(c);
-  }
-  // A bad target: the Python layer runs the call again and names it (the
-  // targets alone decide, so it finds the same one).
-  if (st.code != 0) return decline;
-  return f::result(mode, none, c.logits_dtype, st, outs);
+  return f::run(mode, c, outs, kernels().sigmoid);
 }
 
 }  // namespace

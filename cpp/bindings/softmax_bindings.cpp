@@ -74,7 +74,6 @@ py::tuple softmax(const py::array& logits, const py::array& targets, bool dense,
   return status_tuple(st);
 }
 
-
 // The public functions' arguments as given; None where the Python layer must
 // check them (see fast_args.hpp): per-class alpha vectors, dense targets with
 // label smoothing, dtype conversions, anything unusual and every error.
@@ -84,12 +83,9 @@ py::object softmax_fast(int mode, py::handle logits, py::handle targets, py::han
                         py::handle normalizer, py::handle out, py::handle grad_out) {
   namespace f = fast;
   const py::object decline = py::none();
-  if (mode < f::kLoss || mode > f::kBoth) return decline;
   SoftmaxCall c{};
-  if (!f::logits(logits, c.logits_dtype) || !f::input(targets)) return decline;
-  c.reduction = f::reduction(reduction);
-  if (c.reduction < 0 || !f::gamma(gamma, c.gamma) || !f::normalizer(normalizer, c.normalizer) ||
-      !f::int64(ignore_index, c.ignore_index) || !f::real(label_smoothing, c.label_smoothing) ||
+  if (!f::common(mode, logits, targets, gamma, reduction, normalizer, ignore_index, c) ||
+      !f::real(label_smoothing, c.label_smoothing) ||
       !(c.label_smoothing >= 0.0 && c.label_smoothing < 1.0))
     return decline;
   c.alpha_scale = 1.0;
@@ -105,9 +101,7 @@ py::object softmax_fast(int mode, py::handle logits, py::handle targets, py::han
   if (c.classes == 0) return decline;
   if (f::is_int_kind(targets) && f::shape_without_axis(targets, logits, ax)) {
     c.targets_dtype = f::dtype_of(targets, false);
-    if (c.targets_dtype != DType::u8 && c.targets_dtype != DType::i32 &&
-        c.targets_dtype != DType::i64)
-      return decline;  // other label dtypes are converted in Python
+    if (!f::label_dtype(c.targets_dtype)) return decline;
   } else if (f::same_shape(targets, logits) && c.label_smoothing == 0.0 &&
              f::dtype_of(targets, false) == c.logits_dtype) {
     c.targets_dtype = c.logits_dtype;
@@ -126,13 +120,7 @@ py::object softmax_fast(int mode, py::handle logits, py::handle targets, py::han
     return decline;
   c.loss_out = f::data_or_null(outs.loss);
   c.grad_out = f::data_or_null(outs.grad);
-  CallStatus st;
-  {
-    py::gil_scoped_release release;
-    st = kernels().softmax(c);
-  }
-  if (st.code != 0) return decline;  // a bad target: the Python layer names it
-  return f::result(mode, none, c.logits_dtype, st, outs);
+  return f::run(mode, c, outs, kernels().softmax);
 }
 
 }  // namespace

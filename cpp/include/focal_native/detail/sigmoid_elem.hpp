@@ -13,7 +13,7 @@ FOCAL_NATIVE_BEGIN_NAMESPACE
 namespace detail {
 
 // How q^gamma is evaluated: gamma == 0 (the factor is exactly 1), gamma == 2
-// (q*q, used for float32 data only), or exp(gamma * log q) in general.
+// (q*q), or exp(gamma * log q) in general.
 enum class GammaKind { zero, square, general };
 
 // A loss and its derivative, returned by value: keeps the loop bodies free of
