@@ -3,10 +3,12 @@
 // targets (one-hot, smoothed or soft), with the class axis anywhere.
 //
 // The logits are seen as (outer, classes, inner) (see ClassLayout). Positions
-// are processed in tiles: with inner == 1 each row is contiguous and the loops
-// over classes vectorize; with inner > 1 (NCHW segmentation) a tile is a run
-// of consecutive inner positions and the loops over positions vectorize, so no
-// transposed copy is ever made. Formulas: ../shared/NUMERICS.md ("Softmax").
+// are processed in tiles: with inner == 1 and long rows (kRowsMinClasses or
+// more) the loops over classes vectorize; with inner > 1 (NCHW segmentation)
+// a tile is a run of consecutive inner positions and the loops over positions
+// vectorize, with no copy; short rows (inner == 1, few classes) are
+// transposed a tile at a time into a class-major buffer and then treated
+// like NCHW data. Formulas: ../shared/NUMERICS.md ("Softmax").
 #pragma once
 
 #include <cmath>
@@ -21,6 +23,7 @@
 #include "detail/parallel.hpp"
 #include "detail/sigmoid_elem.hpp"
 #include "detail/sigmoid_f32.hpp"
+#include "detail/transpose.hpp"
 #include "sigmoid.hpp"
 
 FOCAL_NATIVE_BEGIN_NAMESPACE
@@ -271,6 +274,7 @@ struct SoftmaxTile {
   double nfs[kSoftmaxTile];    // index: -F / S (times exp(z_k - m): gradient of class k)
   double scale[kSoftmaxTile];  // gradient scale of the position (0 when ignored)
   std::int64_t live[kSoftmaxTile];  // 1 when the position counts (not ignored, label valid); 64-bit like the doubles, so loops vectorize
+  std::int64_t n_live;             // how many positions of the tile count
   double loss[kSoftmaxTile];
 };
 
@@ -315,10 +319,8 @@ struct IndexKernel {
                                        SoftmaxTile& tl) noexcept {
     if (g.rows)
       sums_rows<Park>(z, go, g, C, tl);
-    else if (g.tstride != 1)
-      sums_cols<Park, true>(z, go, g, C, tl);
     else
-      sums_cols<Park, false>(z, go, g, C, tl);
+      sums_cols<Park>(z, Park ? go + g.base : nullptr, g.kstride, g, C, tl);
   }
 
   // Rows mode: one row at a time, vectorized over its classes.
@@ -349,13 +351,17 @@ struct IndexKernel {
     }
   }
 
-  // Columns mode: vectorized over the positions of the tile, class by class
-  // (contiguous for NCHW; strided, i.e. gathers, for short rows).
-  template <bool Park, bool Strided>
-  static FOCAL_NATIVE_INLINE void sums_cols(const T* z, T* go, const TileGeom& g, std::int64_t C,
+  // Columns mode (g.tstride == 1: NCHW data, or a class-major copy of short
+  // rows): vectorized over the positions of the tile, class by class. With
+  // Park, exp(z(t, k) - m) goes to park[k * park_k + t].
+  template <bool Park>
+  static FOCAL_NATIVE_INLINE void sums_cols(const T* z, T* park, std::int64_t park_k,
+                                            const TileGeom& g, std::int64_t C,
                                             SoftmaxTile& tl) noexcept {
-    const std::int64_t ts = Strided ? g.tstride : 1;
+    constexpr std::int64_t ts = 1;
     {
+      // Float exponentials for the whole tile when every position allows them.
+      bool use_f = false;
       FOCAL_NATIVE_SIMD
       for (std::int64_t t = 0; t < g.n; ++t) {
         tl.m[t] = -std::numeric_limits<double>::infinity();
@@ -381,11 +387,14 @@ struct IndexKernel {
             mn[t] = v < mn[t] ? v : mn[t];
           }
         }
-        FOCAL_NATIVE_SIMD
+        int ok = 1;
+        FOCAL_NATIVE_SIMD_REDUCE(&, ok)
         for (std::int64_t t = 0; t < g.n; ++t) {
           tl.m[t] = static_cast<double>(mx[t]);
           tl.sc[t] = static_cast<double>(mn[t]);
+          ok &= float_exp_ok<T>(tl.m[t], tl.sc[t]) ? 1 : 0;
         }
+        use_f = ok != 0;
       } else {
         for (std::int64_t k = 0; k < C; ++k) {
           const T* col = z + g.at(0, k);
@@ -399,9 +408,6 @@ struct IndexKernel {
           }
         }
       }
-      // Float exponentials for the whole tile when every position allows them.
-      bool use_f = std::is_same_v<T, float>;
-      for (std::int64_t t = 0; t < g.n; ++t) use_f = use_f && float_exp_ok<T>(tl.m[t], tl.sc[t]);
       FOCAL_NATIVE_SIMD
       for (std::int64_t t = 0; t < g.n; ++t) {
         tl.mf[t] = static_cast<float>(tl.m[t]);
@@ -410,7 +416,7 @@ struct IndexKernel {
       alignas(64) double eb[kSoftmaxTile];
       for (std::int64_t k = 0; k < C; ++k) {
         const T* col = z + g.at(0, k);
-        T* pcol = Park ? go + g.at(0, k) : nullptr;  // go may be null without parking
+        T* pcol = Park ? park + k * park_k : nullptr;
         if constexpr (std::is_same_v<T, float>) {
           if (use_f) {
             // Float exponentials (exp_diff_f), parked as they are, summed in
@@ -518,10 +524,8 @@ struct IndexKernel {
                                        const SoftmaxTile& tl) noexcept {
     if (g.rows)
       grad_rows(go, g, C, tl);
-    else if (g.tstride != 1)
-      grad_cols<true>(go, g, C, tl);
     else
-      grad_cols<false>(go, g, C, tl);
+      grad_cols(go + g.base, g.kstride, go, g, C, tl);
   }
 
   static FOCAL_NATIVE_INLINE void grad_rows(T* go, const TileGeom& g, std::int64_t C,
@@ -552,18 +556,21 @@ struct IndexKernel {
     }
   }
 
-  template <bool Strided>
-  static FOCAL_NATIVE_INLINE void grad_cols(T* go, const TileGeom& g, std::int64_t C,
+  // Columns mode (g.tstride == 1), from exponentials parked at
+  // park[k * park_k + t] (possibly the gradient output itself).
+  static FOCAL_NATIVE_INLINE void grad_cols(const T* park, std::int64_t park_k, T* go,
+                                            const TileGeom& g, std::int64_t C,
                                             const SoftmaxTile& tl) noexcept {
-    const std::int64_t ts = Strided ? g.tstride : 1;
+    constexpr std::int64_t ts = 1;
     if constexpr (std::is_same_v<T, float>) {
       alignas(64) float nfs_f[kSoftmaxTile];
       FOCAL_NATIVE_SIMD
       for (std::int64_t t = 0; t < g.n; ++t) nfs_f[t] = static_cast<float>(tl.nfs[t]);
       for (std::int64_t k = 0; k < C; ++k) {
+        const T* pcol = park + k * park_k;
         T* gcol = go + g.at(0, k);
         FOCAL_NATIVE_SIMD
-        for (std::int64_t t = 0; t < g.n; ++t) gcol[t * ts] = nfs_f[t] * gcol[t * ts];
+        for (std::int64_t t = 0; t < g.n; ++t) gcol[t * ts] = nfs_f[t] * pcol[t * ts];
       }
       for (std::int64_t t = 0; t < g.n; ++t) {
         const std::int64_t c = tl.c[t];
@@ -571,10 +578,11 @@ struct IndexKernel {
       }
     } else {
       for (std::int64_t k = 0; k < C; ++k) {
+        const T* pcol = park + k * park_k;
         T* gcol = go + g.at(0, k);
         FOCAL_NATIVE_SIMD
         for (std::int64_t t = 0; t < g.n; ++t) {
-          const double e = static_cast<double>(gcol[t * ts]);
+          const double e = static_cast<double>(pcol[t * ts]);
           const double own = tl.fq[t];
           const double other = tl.nfs[t] * e;
           gcol[t * ts] = static_cast<T>(select_bits(k == tl.c[t], own, other));
@@ -583,6 +591,7 @@ struct IndexKernel {
     }
     // Ignored positions (c = -1) are zeroed here: a select on `live` in the
     // loops above is turned into a conditional store, which does not vectorize.
+    if (tl.n_live == g.n) return;
     for (std::int64_t t = 0; t < g.n; ++t) {
       if (tl.live[t] != 0) continue;
       for (std::int64_t k = 0; k < C; ++k) go[g.at(t, k)] = T(0);
@@ -816,39 +825,62 @@ Status softmax_run(const T* z_in, const Y* y_in, ClassLayout lay, const SoftmaxO
         g = {o_idx * C * inner + i0, 1, inner, n, false};
       }
       // Labels / validity of the positions.
-      for (std::int64_t t = 0; t < n; ++t) {
-        bool live = true;
-        if constexpr (kDense) {
+      std::int64_t tile_live = 0;
+      if constexpr (kDense) {
+        for (std::int64_t t = 0; t < n; ++t) {
           bool bad = false;
           for (std::int64_t k = 0; k < C; ++k) bad |= dense_bad(y[g.at(t, k)]);
           anybad |= bad;
           tl.c[t] = -1;
-        } else {
-          const Y v = y[pos + t];
-          const bool bad = label_is_bad(v);
-          anybad |= bad;
-          const auto lv = static_cast<std::int64_t>(v);
-          live = !bad && lv != ign;
-          tl.c[t] = live ? lv : -1;
-          labels[t] = tl.c[t];
+          tl.live[t] = 1;
+          double sc_t = gscale;
+          if constexpr (Up) sc_t *= static_cast<double>(up[pos + t]);
+          tl.scale[t] = sc_t;
         }
-        cnt += live ? 1 : 0;
-        tl.live[t] = live ? 1 : 0;
-        double sc_t = live ? gscale : 0.0;
-        if constexpr (Up) sc_t *= static_cast<double>(up[pos + t]);
-        tl.scale[t] = sc_t;
+        tile_live = n;
+      } else {
+        // (Integer flags and reductions: a loop that sets bools and ORs into
+        // one stays scalar.)
+        int tile_bad = 0;
+        FOCAL_NATIVE_PRAGMA(omp simd reduction(| : tile_bad) reduction(+ : tile_live))
+        for (std::int64_t t = 0; t < n; ++t) {
+          const Y v = y[pos + t];
+          const int bad = label_is_bad(v) ? 1 : 0;
+          const auto lv = static_cast<std::int64_t>(v);
+          const std::int64_t live = (bad == 0 && lv != ign) ? 1 : 0;
+          tile_bad |= bad;
+          tile_live += live;
+          const std::int64_t c = live != 0 ? lv : -1;
+          tl.c[t] = c;
+          labels[t] = c;
+          tl.live[t] = live;
+          double sc_t = live != 0 ? gscale : 0.0;
+          if constexpr (Up) sc_t *= static_cast<double>(up[pos + t]);
+          tl.scale[t] = sc_t;
+        }
+        anybad |= tile_bad != 0;
       }
+      cnt += tile_live;
+      tl.n_live = tile_live;
       // Parking the exponentials in a float32 gradient output flushes those
       // below FLT_MIN; that is harmless unless a factor above 1 multiplies
       // them: |gradient| <= alpha_max (1 + gamma) * scale * exp(z_k - m).
       bool park = WantGrad;
       if constexpr (WantGrad && std::is_same_v<T, float>) {
-        double smax = 0.0;
-        for (std::int64_t t = 0; t < n; ++t) {
-          const double a = std::fabs(tl.scale[t]);
-          smax = (a > smax || a != a) ? a : smax;
+        if constexpr (Up) {
+          double smax = 0.0;
+          int nan = 0;
+          FOCAL_NATIVE_PRAGMA(omp simd reduction(max : smax) reduction(| : nan))
+          for (std::int64_t t = 0; t < n; ++t) {
+            const double a = std::fabs(tl.scale[t]);
+            smax = a > smax ? a : smax;
+            nan |= a != a;
+          }
+          park = nan == 0 && smax * amp_bound <= 1.0;
+        } else {
+          // Every scale is gscale or 0.
+          park = tile_live == 0 || std::fabs(gscale) * amp_bound <= 1.0;
         }
-        park = smax * amp_bound <= 1.0;
       }
       if (kDense || smoothing) {
         DenseKernel<T, Y, G, StoreLoss, WantGrad, Up>::run(z, y, go, g, sc,
@@ -859,8 +891,7 @@ Status softmax_run(const T* z_in, const Y* y_in, ClassLayout lay, const SoftmaxO
           // Short rows: the tile is transposed into a class-major buffer once
           // (and the gradient back), so that every pass runs over contiguous
           // positions instead of strided gathers and scatters.
-          for (std::int64_t t = 0; t < n; ++t)
-            for (std::int64_t k = 0; k < C; ++k) tbuf[k * n + t] = z[g.at(t, k)];
+          rows_to_classes(z + g.base, C, n, tbuf);
           const TileGeom bg = {0, 1, n, n, false};
           K::label_logits(tbuf, bg, tl);
           if (park)
@@ -873,10 +904,13 @@ Status softmax_run(const T* z_in, const Y* y_in, ClassLayout lay, const SoftmaxO
               K::grad(tbuf, bg, C, tl);
             else
               K::grad_recompute(tbuf, tbuf, bg, C, tl);
-            for (std::int64_t t = 0; t < n; ++t)
-              for (std::int64_t k = 0; k < C; ++k) go[g.at(t, k)] = tbuf[k * n + t];
+            classes_to_rows(tbuf, C, n, go + g.base);
           }
         } else {
+          // (Parking the exponentials of NCHW data in the tile buffer instead,
+          // so that the gradient output is written once, was measured slower:
+          // the stores of the exp pass overlap their cache misses with the
+          // arithmetic, a pure store pass cannot.)
           K::label_logits(z, g, tl);
           if (park)
             K::template sums<true>(z, go, g, C, tl);
