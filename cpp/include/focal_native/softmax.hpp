@@ -202,22 +202,25 @@ FOCAL_NATIVE_INLINE double sum_exp_except(const T* row, std::int64_t stride, std
     double so = 0.0;
     alignas(64) float eb[kSumChunk];
     for (std::int64_t k0 = 0; k0 < C; k0 += kSumChunk) {
-      const std::int64_t mk = C - k0 < kSumChunk ? C - k0 : kSumChunk;
+      const int mk = static_cast<int>(C - k0 < kSumChunk ? C - k0 : kSumChunk);
+      // The skipped class as a 32-bit index into the chunk (-1: not in it):
+      // a compare of 32-bit lanes, not of 64-bit ones, per float.
+      const int sk = skip >= k0 && skip < k0 + mk ? static_cast<int>(skip - k0) : -1;
       double part = 0.0;
       FOCAL_NATIVE_SIMD_REDUCE(+, part)
-      for (std::int64_t j = 0; j < mk; ++j) {
+      for (int j = 0; j < mk; ++j) {
         const float e = exp_diff_f(row[k0 + j], mf);
         eb[j] = e;
         // Converted after a float product by a 0/1 weight: GCC sinks a
         // conversion of the exp's result (a select) into the select's arms,
         // and under trapping math then leaves the whole loop scalar. e is in
         // [0, 1] or NaN (then the whole row is NaN): the product is exact.
-        part += static_cast<double>(e * (k0 + j == skip ? 0.0f : 1.0f));
+        part += static_cast<double>(e * (j == sk ? 0.0f : 1.0f));
       }
       so += part;
       if constexpr (Park) {
         FOCAL_NATIVE_SIMD
-        for (std::int64_t j = 0; j < mk; ++j) park[k0 + j] = eb[j];
+        for (int j = 0; j < mk; ++j) park[k0 + j] = eb[j];
       }
     }
     return so;
@@ -330,17 +333,19 @@ struct IndexKernel {
     {
       for (std::int64_t t = 0; t < g.n; ++t) {
         const T* row = z + g.at(t, 0);
-        double m = -std::numeric_limits<double>::infinity();
-        double lo = std::numeric_limits<double>::infinity();
+        // Maximum and minimum in T (exact; 16 lanes for float data).
+        T mt = -std::numeric_limits<T>::infinity();
+        T lt = std::numeric_limits<T>::infinity();
         int nan = 0;
-        FOCAL_NATIVE_PRAGMA(omp simd reduction(max : m) reduction(min : lo) reduction(| : nan))
+        FOCAL_NATIVE_PRAGMA(omp simd reduction(max : mt) reduction(min : lt) reduction(| : nan))
         for (std::int64_t k = 0; k < C; ++k) {
-          const double v = static_cast<double>(row[k]);
-          m = v > m ? v : m;
-          lo = v < lo ? v : lo;
+          const T v = row[k];
+          mt = v > mt ? v : mt;
+          lt = v < lt ? v : lt;
           nan |= v != v;
         }
-        m = nan ? std::numeric_limits<double>::quiet_NaN() : m;
+        const double m = nan ? std::numeric_limits<double>::quiet_NaN() : static_cast<double>(mt);
+        const double lo = static_cast<double>(lt);
         tl.m[t] = m;
         T* park = Park ? go + g.at(t, 0) : nullptr;  // go may be null without parking
         if (float_exp_ok<T>(m, lo))
