@@ -641,7 +641,15 @@ def parse_args(argv):
         help="seconds to spend timing each measurement (default 1.0; 0.05 quick)",
     )
     ap.add_argument("--no-sweep", action="store_true", help="skip the size sweep and plot")
-    ap.add_argument("--isolate", action="store_true", help="run each peer in its own subprocess")
+    ap.add_argument(
+        "--isolate",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run each peer in its own subprocess (default; focal_native is timed "
+        "in the parent first), so that no peer's thread pool, still spinning after "
+        "its last call, competes with the next implementation for the cores; "
+        "--no-isolate times everything in one process",
+    )
     ap.add_argument("--name", default=None, help="machine name for bench/results/<name>.json")
     ap.add_argument("--out-dir", default=str(HERE / "results"))
     ap.add_argument("--_worker", default=None, help=argparse.SUPPRESS)
@@ -839,7 +847,9 @@ def main(argv=None):
     else:
         run_impls(all_specs, fn_impls + peer_impls, args, results, problems)
 
-    for impl in peer_impls:  # versions again: numba's threading layer is known only now
+    # versions again: numba's threading layer is known only now (isolated
+    # workers reported theirs after running)
+    for impl in [] if isolated else peer_impls:
         try:
             notes[impl.name]["version"] = impl.version()
         except Exception:
