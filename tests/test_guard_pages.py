@@ -1,6 +1,6 @@
 """No kernel touches a byte outside its arrays, checked by the MMU.
 
-Every array of a call (logits, targets, outputs) is placed against an
+Every array of a call (logits, targets, outputs, upstream gradients) is placed against an
 inaccessible page (mmap + mprotect(PROT_NONE)): once with its last byte the
 last byte of a readable page, once with its first byte the first byte after an
 inaccessible page. A vector load or store one lane too wide, a masked tail
@@ -75,8 +75,10 @@ CHILD = textwrap.dedent(
                         fn.softmax_focal_loss_with_grad(z, y, reduction="none", out=o, grad_out=g)
                         assert np.isfinite(g).all() and np.isfinite(o).all()
                         fn.softmax_focal_loss(z, y, reduction="none", out=o)
+                        up = fill(guarded((n,), dt, where), rng.random(n))
+                        fn.softmax_focal_loss_grad(z, y, reduction="none", grad_output=up, out=g)
                         fn.softmax_focal_loss_with_grad(z, y, grad_out=z)  # in place
-                        calls += 3
+                        calls += 4
                 # softmax, class axis 1 (NCHW)
                 for C in (3, 21):
                     for inner in (1, 7, 37, 300):
@@ -98,7 +100,9 @@ CHILD = textwrap.dedent(
                     fn.sigmoid_focal_loss_with_grad(z, t, reduction="none", out=o, grad_out=g)
                     fn.sigmoid_focal_loss_with_grad(z, s, reduction="none", out=o, grad_out=g)
                     fn.sigmoid_focal_loss(z, t, reduction="none", out=o)
-                    calls += 3
+                    up = fill(guarded((n,), dt, where), rng.random(n))
+                    fn.sigmoid_focal_loss_grad(z, t, reduction="none", grad_output=up, out=g)
+                    calls += 4
                 for C in (1, 5, 17):
                     z = fill(guarded((9, C), dt, where), rng.normal(0, 3, (9, C)))
                     y = fill(guarded((9,), np.int64, where), rng.integers(0, C + 1, 9))

@@ -313,10 +313,11 @@ struct IndexKernel {
 
   // Pass 1 and 2: maximum, then the sums of exponentials. When the gradient
   // is wanted, each exp(z_k - m) is parked (rounded to T) in the gradient
-  // output at its own index, so the gradient pass needs no second exp: the
-  // gradient output may alias the logits, and element k is read before it is
-  // written. Loss-only calls compute the same sums, so the loss has the same
-  // bits either way.
+  // output at its own index (for short rows: in the transposed tile buffer,
+  // which the gradient pass then overwrites), so the gradient pass needs no
+  // second exp: the gradient output may alias the logits, and element k is
+  // read before it is written. Loss-only calls compute the same sums, so the
+  // loss has the same bits either way.
   template <bool Park>
   static FOCAL_NATIVE_INLINE void sums(const T* z, T* go, const TileGeom& g, std::int64_t C,
                                        SoftmaxTile& tl) noexcept {
@@ -824,7 +825,8 @@ Status softmax_run(const T* z_in, const Y* y_in, ClassLayout lay, const SoftmaxO
       TileGeom g;
       if (inner == 1) {
         // Rows of at least kRowsMinClasses vectorize over classes; shorter
-        // rows vectorize over positions (strided loads) instead.
+        // rows are transposed into the tile buffer and vectorize over
+        // positions (see below).
         g = {pos * C, C, 1, n, C >= kRowsMinClasses};
       } else {
         g = {o_idx * C * inner + i0, 1, inner, n, false};

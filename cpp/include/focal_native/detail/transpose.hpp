@@ -45,6 +45,15 @@ FOCAL_NATIVE_INLINE void classes_to_rows_scalar(const T* src, std::int64_t C, st
 
 #if defined(__AVX512F__)
 
+// GCC 12's own avx512fintrin.h makes -Wmaybe-uninitialized warn inside the
+// unpack and shuffle intrinsics (its undefined-vector placeholders; GCC bug
+// 105593), which would fail a consumer's -Wall -Werror build.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#define FOCAL_NATIVE_TRANSPOSE_DIAG_POP
+#endif
+
 // In-register transpose of a 16 x 16 float block: r[i] lane j <-> r[j] lane i.
 FOCAL_NATIVE_INLINE void transpose16(__m512 r[16]) noexcept {
   __m512 t[16];
@@ -107,6 +116,11 @@ FOCAL_NATIVE_INLINE void classes_to_rows(const float* src, std::int64_t C, std::
   }
   classes_to_rows_scalar(src, C, n, nb, dst);
 }
+
+#ifdef FOCAL_NATIVE_TRANSPOSE_DIAG_POP
+#pragma GCC diagnostic pop
+#undef FOCAL_NATIVE_TRANSPOSE_DIAG_POP
+#endif
 
 #elif defined(__AVX2__)
 
