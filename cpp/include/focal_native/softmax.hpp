@@ -324,7 +324,7 @@ struct IndexKernel {
     if (g.rows)
       sums_rows<Park>(z, go, g, C, tl);
     else
-      sums_cols<Park>(z, Park ? go + g.base : nullptr, g.kstride, g, C, tl);
+      sums_cols<Park>(z, go, g, C, tl);
   }
 
   // Rows mode: one row at a time, vectorized over its classes.
@@ -358,11 +358,9 @@ struct IndexKernel {
   }
 
   // Columns mode (g.tstride == 1: NCHW data, or a class-major copy of short
-  // rows): vectorized over the positions of the tile, class by class. With
-  // Park, exp(z(t, k) - m) goes to park[k * park_k + t].
+  // rows): vectorized over the positions of the tile, class by class.
   template <bool Park>
-  static FOCAL_NATIVE_INLINE void sums_cols(const T* z, T* park, std::int64_t park_k,
-                                            const TileGeom& g, std::int64_t C,
+  static FOCAL_NATIVE_INLINE void sums_cols(const T* z, T* go, const TileGeom& g, std::int64_t C,
                                             SoftmaxTile& tl) noexcept {
     constexpr std::int64_t ts = 1;
     {
@@ -422,7 +420,7 @@ struct IndexKernel {
       alignas(64) double eb[kSoftmaxTile];
       for (std::int64_t k = 0; k < C; ++k) {
         const T* col = z + g.at(0, k);
-        T* pcol = Park ? park + k * park_k : nullptr;
+        T* pcol = Park ? go + g.at(0, k) : nullptr;  // go may be null without parking
         if constexpr (std::is_same_v<T, float>) {
           if (use_f) {
             // Float exponentials (exp_diff_f), parked as they are, summed in
@@ -531,7 +529,7 @@ struct IndexKernel {
     if (g.rows)
       grad_rows(go, g, C, tl);
     else
-      grad_cols(go + g.base, g.kstride, go, g, C, tl);
+      grad_cols(go, g, C, tl);
   }
 
   static FOCAL_NATIVE_INLINE void grad_rows(T* go, const TileGeom& g, std::int64_t C,
@@ -562,10 +560,8 @@ struct IndexKernel {
     }
   }
 
-  // Columns mode (g.tstride == 1), from exponentials parked at
-  // park[k * park_k + t] (possibly the gradient output itself).
-  static FOCAL_NATIVE_INLINE void grad_cols(const T* park, std::int64_t park_k, T* go,
-                                            const TileGeom& g, std::int64_t C,
+  // Columns mode (g.tstride == 1).
+  static FOCAL_NATIVE_INLINE void grad_cols(T* go, const TileGeom& g, std::int64_t C,
                                             const SoftmaxTile& tl) noexcept {
     constexpr std::int64_t ts = 1;
     if constexpr (std::is_same_v<T, float>) {
@@ -573,10 +569,9 @@ struct IndexKernel {
       FOCAL_NATIVE_SIMD
       for (std::int64_t t = 0; t < g.n; ++t) nfs_f[t] = static_cast<float>(tl.nfs[t]);
       for (std::int64_t k = 0; k < C; ++k) {
-        const T* pcol = park + k * park_k;
         T* gcol = go + g.at(0, k);
         FOCAL_NATIVE_SIMD
-        for (std::int64_t t = 0; t < g.n; ++t) gcol[t * ts] = nfs_f[t] * pcol[t * ts];
+        for (std::int64_t t = 0; t < g.n; ++t) gcol[t * ts] = nfs_f[t] * gcol[t * ts];
       }
       for (std::int64_t t = 0; t < g.n; ++t) {
         const std::int64_t c = tl.c[t];
@@ -584,11 +579,10 @@ struct IndexKernel {
       }
     } else {
       for (std::int64_t k = 0; k < C; ++k) {
-        const T* pcol = park + k * park_k;
         T* gcol = go + g.at(0, k);
         FOCAL_NATIVE_SIMD
         for (std::int64_t t = 0; t < g.n; ++t) {
-          const double e = static_cast<double>(pcol[t * ts]);
+          const double e = static_cast<double>(gcol[t * ts]);
           const double own = tl.fq[t];
           const double other = tl.nfs[t] * e;
           gcol[t * ts] = static_cast<T>(select_bits(k == tl.c[t], own, other));
@@ -840,9 +834,6 @@ Status softmax_run(const T* z_in, const Y* y_in, ClassLayout lay, const SoftmaxO
           anybad |= bad;
           tl.c[t] = -1;
           tl.live[t] = 1;
-          double sc_t = gscale;
-          if constexpr (Up) sc_t *= static_cast<double>(up[pos + t]);
-          tl.scale[t] = sc_t;
         }
         tile_live = n;
       } else {
@@ -861,11 +852,14 @@ Status softmax_run(const T* z_in, const Y* y_in, ClassLayout lay, const SoftmaxO
           tl.c[t] = c;
           labels[t] = c;
           tl.live[t] = live;
-          double sc_t = live != 0 ? gscale : 0.0;
-          if constexpr (Up) sc_t *= static_cast<double>(up[pos + t]);
-          tl.scale[t] = sc_t;
         }
         anybad |= tile_bad != 0;
+      }
+      FOCAL_NATIVE_SIMD
+      for (std::int64_t t = 0; t < n; ++t) {
+        double sc_t = tl.live[t] != 0 ? gscale : 0.0;
+        if constexpr (Up) sc_t *= static_cast<double>(up[pos + t]);
+        tl.scale[t] = sc_t;
       }
       cnt += tile_live;
       tl.n_live = tile_live;

@@ -45,12 +45,14 @@ FOCAL_NATIVE_INLINE void classes_to_rows_scalar(const T* src, std::int64_t C, st
 
 #if defined(__AVX512F__)
 
-// GCC 12's own avx512fintrin.h makes -Wmaybe-uninitialized warn inside the
+// GCC 12's own avx512fintrin.h makes -W(maybe-)uninitialized warn inside the
 // unpack and shuffle intrinsics (its undefined-vector placeholders; GCC bug
-// 105593), which would fail a consumer's -Wall -Werror build.
+// 105593), which would fail a consumer's -Wall -Werror build. (Popped after
+// the block copies below, where the intrinsics are inlined.)
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #define FOCAL_NATIVE_TRANSPOSE_DIAG_POP
 #endif
 
@@ -84,43 +86,25 @@ FOCAL_NATIVE_INLINE void transpose16(__m512 r[16]) noexcept {
   }
 }
 
-FOCAL_NATIVE_INLINE void rows_to_classes(const float* src, std::int64_t C, std::int64_t n,
-                                         float* dst) noexcept {
-  const std::int64_t nb = n - n % 16;
-  for (std::int64_t t0 = 0; t0 < nb; t0 += 16) {
-    for (std::int64_t k0 = 0; k0 < C; k0 += 16) {
-      const std::int64_t w = C - k0 < 16 ? C - k0 : 16;
-      const __mmask16 m = static_cast<__mmask16>((1u << w) - 1u);
-      __m512 r[16];
-      for (int i = 0; i < 16; ++i) r[i] = _mm512_maskz_loadu_ps(m, src + (t0 + i) * C + k0);
-      transpose16(r);
-      for (std::int64_t j = 0; j < w; ++j) _mm512_storeu_ps(dst + (k0 + j) * n + t0, r[j]);
-    }
+// One register of 16 floats and what the block copies below need of it.
+struct FloatRegs {
+  static constexpr int W = 16;
+  using V = __m512;
+  using Mask = __mmask16;
+  static FOCAL_NATIVE_INLINE Mask mask(std::int64_t w) noexcept {
+    return static_cast<Mask>((1u << w) - 1u);
   }
-  rows_to_classes_scalar(src, C, n, nb, dst);
-}
-
-FOCAL_NATIVE_INLINE void classes_to_rows(const float* src, std::int64_t C, std::int64_t n,
-                                         float* dst) noexcept {
-  const std::int64_t nb = n - n % 16;
-  for (std::int64_t t0 = 0; t0 < nb; t0 += 16) {
-    for (std::int64_t k0 = 0; k0 < C; k0 += 16) {
-      const std::int64_t w = C - k0 < 16 ? C - k0 : 16;
-      const __mmask16 m = static_cast<__mmask16>((1u << w) - 1u);
-      __m512 r[16];
-      for (int j = 0; j < 16; ++j)
-        r[j] = j < w ? _mm512_loadu_ps(src + (k0 + j) * n + t0) : _mm512_setzero_ps();
-      transpose16(r);
-      for (int i = 0; i < 16; ++i) _mm512_mask_storeu_ps(dst + (t0 + i) * C + k0, m, r[i]);
-    }
+  static FOCAL_NATIVE_INLINE V load(const float* p, Mask m) noexcept {
+    return _mm512_maskz_loadu_ps(m, p);
   }
-  classes_to_rows_scalar(src, C, n, nb, dst);
-}
-
-#ifdef FOCAL_NATIVE_TRANSPOSE_DIAG_POP
-#pragma GCC diagnostic pop
-#undef FOCAL_NATIVE_TRANSPOSE_DIAG_POP
-#endif
+  static FOCAL_NATIVE_INLINE V load(const float* p) noexcept { return _mm512_loadu_ps(p); }
+  static FOCAL_NATIVE_INLINE V zero() noexcept { return _mm512_setzero_ps(); }
+  static FOCAL_NATIVE_INLINE void store(float* p, V v) noexcept { _mm512_storeu_ps(p, v); }
+  static FOCAL_NATIVE_INLINE void store(float* p, Mask m, V v) noexcept {
+    _mm512_mask_storeu_ps(p, m, v);
+  }
+  static FOCAL_NATIVE_INLINE void transpose(V r[W]) noexcept { transpose16(r); }
+};
 
 #elif defined(__AVX2__)
 
@@ -149,38 +133,71 @@ FOCAL_NATIVE_INLINE __m256i lane_mask8(std::int64_t w) noexcept {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(w)), idx);
 }
 
+// One register of 8 floats and what the block copies below need of it.
+struct FloatRegs {
+  static constexpr int W = 8;
+  using V = __m256;
+  using Mask = __m256i;
+  static FOCAL_NATIVE_INLINE Mask mask(std::int64_t w) noexcept { return lane_mask8(w); }
+  static FOCAL_NATIVE_INLINE V load(const float* p, Mask m) noexcept {
+    return _mm256_maskload_ps(p, m);
+  }
+  static FOCAL_NATIVE_INLINE V load(const float* p) noexcept { return _mm256_loadu_ps(p); }
+  static FOCAL_NATIVE_INLINE V zero() noexcept { return _mm256_setzero_ps(); }
+  static FOCAL_NATIVE_INLINE void store(float* p, V v) noexcept { _mm256_storeu_ps(p, v); }
+  static FOCAL_NATIVE_INLINE void store(float* p, Mask m, V v) noexcept {
+    _mm256_maskstore_ps(p, m, v);
+  }
+  static FOCAL_NATIVE_INLINE void transpose(V r[W]) noexcept { transpose8(r); }
+};
+
+#endif
+
+#if defined(__AVX512F__) || defined(__AVX2__)
+
+// Blocks of W rows (R::W) and up to W classes through registers: masked loads
+// of each row's classes, an in-register transpose, one store per class; the
+// leftover rows element by element.
 FOCAL_NATIVE_INLINE void rows_to_classes(const float* src, std::int64_t C, std::int64_t n,
                                          float* dst) noexcept {
-  const std::int64_t nb = n - n % 8;
-  for (std::int64_t t0 = 0; t0 < nb; t0 += 8) {
-    for (std::int64_t k0 = 0; k0 < C; k0 += 8) {
-      const std::int64_t w = C - k0 < 8 ? C - k0 : 8;
-      const __m256i m = lane_mask8(w);
-      __m256 r[8];
-      for (int i = 0; i < 8; ++i) r[i] = _mm256_maskload_ps(src + (t0 + i) * C + k0, m);
-      transpose8(r);
-      for (std::int64_t j = 0; j < w; ++j) _mm256_storeu_ps(dst + (k0 + j) * n + t0, r[j]);
+  using R = FloatRegs;
+  const std::int64_t nb = n - n % R::W;
+  for (std::int64_t t0 = 0; t0 < nb; t0 += R::W) {
+    for (std::int64_t k0 = 0; k0 < C; k0 += R::W) {
+      const std::int64_t w = C - k0 < R::W ? C - k0 : R::W;
+      const R::Mask m = R::mask(w);
+      R::V r[R::W];
+      for (int i = 0; i < R::W; ++i) r[i] = R::load(src + (t0 + i) * C + k0, m);
+      R::transpose(r);
+      for (std::int64_t j = 0; j < w; ++j) R::store(dst + (k0 + j) * n + t0, r[j]);
     }
   }
   rows_to_classes_scalar(src, C, n, nb, dst);
 }
 
+// The reverse: one load per class (zeros for the missing ones), the
+// transpose, masked stores of each row's classes.
 FOCAL_NATIVE_INLINE void classes_to_rows(const float* src, std::int64_t C, std::int64_t n,
                                          float* dst) noexcept {
-  const std::int64_t nb = n - n % 8;
-  for (std::int64_t t0 = 0; t0 < nb; t0 += 8) {
-    for (std::int64_t k0 = 0; k0 < C; k0 += 8) {
-      const std::int64_t w = C - k0 < 8 ? C - k0 : 8;
-      const __m256i m = lane_mask8(w);
-      __m256 r[8];
-      for (int j = 0; j < 8; ++j)
-        r[j] = j < w ? _mm256_loadu_ps(src + (k0 + j) * n + t0) : _mm256_setzero_ps();
-      transpose8(r);
-      for (int i = 0; i < 8; ++i) _mm256_maskstore_ps(dst + (t0 + i) * C + k0, m, r[i]);
+  using R = FloatRegs;
+  const std::int64_t nb = n - n % R::W;
+  for (std::int64_t t0 = 0; t0 < nb; t0 += R::W) {
+    for (std::int64_t k0 = 0; k0 < C; k0 += R::W) {
+      const std::int64_t w = C - k0 < R::W ? C - k0 : R::W;
+      const R::Mask m = R::mask(w);
+      R::V r[R::W];
+      for (int j = 0; j < R::W; ++j) r[j] = j < w ? R::load(src + (k0 + j) * n + t0) : R::zero();
+      R::transpose(r);
+      for (int i = 0; i < R::W; ++i) R::store(dst + (t0 + i) * C + k0, m, r[i]);
     }
   }
   classes_to_rows_scalar(src, C, n, nb, dst);
 }
+
+#ifdef FOCAL_NATIVE_TRANSPOSE_DIAG_POP
+#pragma GCC diagnostic pop
+#undef FOCAL_NATIVE_TRANSPOSE_DIAG_POP
+#endif
 
 #else
 
