@@ -152,22 +152,18 @@ FOCAL_NATIVE_INLINE void lane_add_f(LaneSum& s, const float* v, std::int64_t m) 
   for (int l = 0; j < m; ++j, ++l) s.lane[l] += static_cast<double>(v[j]);
 }
 
-// One element of the elementwise kernel, on the staged double buffers:
-// writes the loss and the unscaled derivative.
+// One element of the elementwise kernel: the loss and the unscaled derivative.
 template <Prec P, GammaKind G, class Y>
-FOCAL_NATIVE_INLINE void elementwise_step(const double* zb, const double* yb, double* lb,
-                                            double* gb, std::int64_t j,
-                                            const SigmoidConsts& c) noexcept {
-  const double zi = zb[j], yi = yb[j];
+FOCAL_NATIVE_INLINE LossGrad elementwise_eval(double zi, double yi,
+                                              const SigmoidConsts& c) noexcept {
   LossGrad r = sigmoid_hard<P, G, true>(zi, yi == 1.0, c);
   if constexpr (std::is_floating_point_v<Y>) {
     const LossGrad s = sigmoid_soft<P, G, true>(zi, yi, c);
     const bool hard = yi == 0.0 || yi == 1.0;
-    r.loss = hard ? r.loss : s.loss;
-    r.dz = hard ? r.dz : s.dz;
+    r.loss = select_bits(hard, r.loss, s.loss);
+    r.dz = select_bits(hard, r.dz, s.dz);
   }
-  lb[j] = r.loss;
-  gb[j] = r.dz;
+  return r;
 }
 
 // One element (o, k, i) at flat offset j of the class-index kernel, label lv.
@@ -264,12 +260,16 @@ Status sigmoid_elementwise(const T* z, const Y* y, std::int64_t n, const Sigmoid
     // Chunks staged through double buffers: the compute loop then touches
     // doubles only, so it vectorizes at 8 lanes per 512-bit register instead
     // of the 64 lanes a uint8 target array would impose (and the spills).
-    alignas(64) double zb[kElemChunk], yb[kElemChunk], lb[kElemChunk], gb[kElemChunk];
+    // float64 data needs no staging of the logits, and its gradient is
+    // stored as it is computed (kDirect).
+    constexpr bool kDirect = std::is_same_v<T, double>;
+    alignas(64) double zb[kDirect ? 1 : kElemChunk], yb[kElemChunk], lb[kElemChunk],
+        gb[kDirect ? 1 : kElemChunk];
     for (std::int64_t c0 = i0; c0 < i1; c0 += kElemChunk) {
       const std::int64_t m = i1 - c0 < kElemChunk ? i1 - c0 : kElemChunk;
       FOCAL_NATIVE_SIMD
       for (std::int64_t j = 0; j < m; ++j) {
-        zb[j] = static_cast<double>(zz[c0 + j]);
+        if constexpr (!kDirect) zb[j] = static_cast<double>(zz[c0 + j]);
         yb[j] = static_cast<double>(yy[c0 + j]);
       }
       constexpr bool kMixed = std::is_same_v<T, float> && std::is_floating_point_v<Y> &&
@@ -299,10 +299,25 @@ Status sigmoid_elementwise(const T* z, const Y* y, std::int64_t n, const Sigmoid
           // Hard elements come scaled (WeightsF); the store below then scales by 1.
           gb[j] = select_bits(hard, static_cast<double>(hg[j]), sft.dz * gscale);
         }
+      } else if constexpr (kDirect) {
+        // In place (grad_out == z) is fine: element j is read before it is written.
+        FOCAL_NATIVE_SIMD
+        for (std::int64_t j = 0; j < m; ++j) {
+          const LossGrad e = elementwise_eval<P, G, Y>(zz[c0 + j], yb[j], c);
+          lb[j] = e.loss;
+          if constexpr (WantGrad) {
+            double g = e.dz * gscale;
+            if constexpr (Up) g *= uu[c0 + j];
+            go[c0 + j] = g;
+          }
+        }
       } else {
         FOCAL_NATIVE_SIMD
-        for (std::int64_t j = 0; j < m; ++j)
-          elementwise_step<P, G, Y>(zb, yb, lb, gb, j, c);
+        for (std::int64_t j = 0; j < m; ++j) {
+          const LossGrad e = elementwise_eval<P, G, Y>(zb[j], yb[j], c);
+          lb[j] = e.loss;
+          gb[j] = e.dz;
+        }
       }
       FOCAL_NATIVE_PRAGMA(omp simd reduction(| : anybad))
       for (std::int64_t j = 0; j < m; ++j)
@@ -311,7 +326,7 @@ Status sigmoid_elementwise(const T* z, const Y* y, std::int64_t n, const Sigmoid
       FOCAL_NATIVE_SIMD
       for (std::int64_t j = 0; j < m; ++j) {
         if constexpr (StoreLoss) lo[c0 + j] = static_cast<T>(lb[j] * inv_norm);
-        if constexpr (WantGrad) {
+        if constexpr (WantGrad && !kDirect) {
           double g = gb[j] * gmul;
           if constexpr (Up) g *= static_cast<double>(uu[c0 + j]);
           go[c0 + j] = static_cast<T>(g);

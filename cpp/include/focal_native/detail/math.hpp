@@ -80,29 +80,41 @@ FOCAL_NATIVE_INLINE void two_prod(double a, double b, double& p, double& e) noex
 // double (x < ln DBL_MIN = -708.396) are flushed to +0.
 //   x = k ln2 + r, |r| <= ln2/2 (Cody-Waite, ln2 split in two),
 //   exp(r) = 1 + r + r^2 P(r).
-template <Prec P>
+// The flushed lanes compute garbage (x = -inf makes r NaN) that the final
+// select discards. (A clamp of x instead let GCC propagate the clamped
+// constant into a second, masked copy of the whole computation.)
+//
+// How that select is written decides whether GCC 12 if-converts, and so
+// vectorizes, the loop around a call, and no one form works everywhere:
+// Flush::select (a conditional) for the softmax loops and for q^gamma, where
+// the bitwise form left them scalar; Flush::bitwise (select_bits) for the
+// binary per-element formulas, where the conditional cost 27 % (3.4 -> 4.4
+// ns/element, float64 fused). Both give the same values.
+enum class Flush { select, bitwise };
+
+template <Prec P, Flush F = Flush::select>
 FOCAL_NATIVE_INLINE double exp_nonpos(double x) noexcept {
   constexpr double log2e = 0x1.71547652b82fep0;
   constexpr double ln2_hi = 0x1.62e42fefa3800p-1;  // 11 trailing zero bits: k*ln2_hi is exact
   constexpr double ln2_lo = 0x1.ef35793c76730p-45;
   constexpr double shifter = 0x1.8p52;             // adding it rounds to an integer
-  const double xc = x < -708.5 ? -708.5 : x;  // keeps k >= -1022 (normal 2^k)
-  const double t = xc * log2e + shifter;
+  const double t = mul_add(x, log2e, shifter);
   const double kd = t - shifter;
-  double r = xc - kd * ln2_hi;
-  r = r - kd * ln2_lo;
+  const double r = mul_add(-kd, ln2_lo, mul_add(-kd, ln2_hi, x));  // the inner one is exact
+  const double r2 = r * r;
   double poly;
   if constexpr (P == Prec::full) {
-    poly = 0x1.af389ecfc4b9cp-26;
-    poly = mul_add(poly, r, 0x1.28917c89a43a7p-22);
-    poly = mul_add(poly, r, 0x1.71de0db2f6b19p-19);
-    poly = mul_add(poly, r, 0x1.a019b9149a41cp-16);
-    poly = mul_add(poly, r, 0x1.a01a01a7c2efep-13);
-    poly = mul_add(poly, r, 0x1.6c16c17889ef1p-10);
-    poly = mul_add(poly, r, 0x1.11111111109b5p-7);
-    poly = mul_add(poly, r, 0x1.5555555553d68p-5);
-    poly = mul_add(poly, r, 0x1.5555555555556p-3);
-    poly = mul_add(poly, r, 0x1.0000000000001p-1);
+    // Estrin's scheme: the loops that call this are bound by latency, and
+    // it shortens the chain from 9 multiply-adds to 4.
+    const double r4 = r2 * r2, r8 = r4 * r4;
+    const double c01 = mul_add(0x1.5555555555556p-3, r, 0x1.0000000000001p-1);
+    const double c23 = mul_add(0x1.11111111109b5p-7, r, 0x1.5555555553d68p-5);
+    const double c45 = mul_add(0x1.a01a01a7c2efep-13, r, 0x1.6c16c17889ef1p-10);
+    const double c67 = mul_add(0x1.71de0db2f6b19p-19, r, 0x1.a019b9149a41cp-16);
+    const double c89 = mul_add(0x1.af389ecfc4b9cp-26, r, 0x1.28917c89a43a7p-22);
+    const double c03 = mul_add(c23, r2, c01);
+    const double c47 = mul_add(c67, r2, c45);
+    poly = mul_add(c89, r8, mul_add(c47, r4, c03));
   } else {
     poly = 0x1.a124e3f154d32p-13;  // single: 2^-32 relative, plenty for float32 data
     poly = mul_add(poly, r, 0x1.6d431504c53d3p-10);
@@ -113,19 +125,24 @@ FOCAL_NATIVE_INLINE double exp_nonpos(double x) noexcept {
   }
   double er;
   if constexpr (P == Prec::full) {
-    // 1 + r exactly as h + l (|r| < 1: Fast2Sum), so that the only rounding
-    // left is the final one: about 0.55 ulp instead of 1.
+    // 1 + r exactly as h + l (|r| < 1: Fast2Sum), so that 1 + r is not
+    // rounded before the polynomial's term is added: at most 0.86 ulp in all
+    // (measured, cpp/tests/test_math.cpp).
     const double h = 1.0 + r;
     const double l = r - (h - 1.0);
-    er = h + mul_add(r * r, poly, l);
+    er = h + mul_add(r2, poly, l);
   } else {
-    er = 1.0 + mul_add(r * r, poly, r);
+    er = 1.0 + mul_add(r2, poly, r);
   }
-  // 2^k from the low bits of t (k in [-1022, 0], so the biased exponent is
-  // at least 1; no integer select, which AVX2 could not vectorize).
+  // 2^k from the low bits of t (k in [-1022, 0] on the lanes kept, so the
+  // biased exponent is at least 1).
   const std::uint64_t biased = bits_of(t) - bits_of(shifter) + 1023;
   const double scale = double_of(biased << 52);
-  return x < -708.3964185322641 ? 0.0 : er * scale;  // below ln(DBL_MIN): flushed
+  constexpr double ln_dbl_min = -708.3964185322641;  // below: flushed
+  if constexpr (F == Flush::bitwise)
+    return select_bits(x < ln_dbl_min, 0.0, er * scale);
+  else
+    return x < ln_dbl_min ? 0.0 : er * scale;
 }
 
 // log of a positive normal double, as hi + lo with |lo| <= ulp(hi): the sum
@@ -185,16 +202,6 @@ FOCAL_NATIVE_INLINE double log_pos(double x) noexcept {
   return hi + lo;
 }
 
-// log1p(x) for x >= 0 as hi + lo, given u = fl(1 + x) and inv = 1/u (callers
-// usually need 1/u anyway): log1p(x) = log(u) + c/u, c the rounding error of u.
-template <Prec P>
-FOCAL_NATIVE_INLINE void log1p_hilo(double x, double u, double inv, double& hi,
-                                    double& lo) noexcept {
-  const double c = (1.0 - u) + x;  // exact when x <= 1 <= u, and tiny otherwise
-  log_hilo<P>(u, hi, lo);
-  lo = mul_add(c, inv, lo);
-}
-
 // 1/u for u in [1, 2]. Full: a division. Single: the linear minimax start
 // 24/17 - 8u/17 (relative error 1/17) and three Newton steps (error squares
 // each step: < 2^-32), about a third of the cost of a vector division.
@@ -210,13 +217,39 @@ FOCAL_NATIVE_INLINE double recip_1to2(double u) noexcept {
   }
 }
 
-// log1p(e) for e in [0, 1] as hi + lo, given u = fl(1 + e) and inv = 1/u.
+// log1p(e) for e in [0, 1] (or NaN) as hi + lo, given u = fl(1 + e) and
+// inv = 1/u.
+// Full: log_hilo's method, specialised to u in [1, 2]: k is 0 or 1, so no
+// exponent bits and no special values; k ln2_hi + f is exact (f is a multiple
+// of 2^-53 and the sum lies in [0.4, 0.7]), so no two_sum either; the
+// rounding error c of u enters as c/u.
 // Single: a division-free polynomial, log1p(e) = e P(e), 2^-35 relative.
 template <Prec P>
 FOCAL_NATIVE_INLINE void log1p_unit(double e, double u, double inv, double& hi,
                                     double& lo) noexcept {
   if constexpr (P == Prec::full) {
-    log1p_hilo<P>(e, u, inv, hi, lo);
+    constexpr double ln2_hi = 0x1.62e42fefa3800p-1;
+    constexpr double ln2_lo = 0x1.ef35793c76730p-45;
+    const bool big = u > 0x1.6a09e667f3bcdp0;  // sqrt(2): m = u/2
+    const double m = u * (big ? 0.5 : 1.0);
+    const double kd = big ? 1.0 : 0.0;
+    const double f = m - 1.0;  // exact
+    const double hfsq = 0.5 * f * f;
+    const double s = f / (m + 1.0);  // m + 1 == 2 + f, one step earlier
+    const double z = s * s;
+    // log_hilo's polynomial by Estrin's scheme (chain of 3 instead of 6).
+    const double z2 = z * z, z4 = z2 * z2;
+    const double c01 = mul_add(0x1.99999999952e2p-2, z, 0x1.5555555555558p-1);
+    const double c23 = mul_add(0x1.c71c62e5800a1p-3, z, 0x1.2492492df148dp-2);
+    const double c45 = mul_add(0x1.39fe606542ddep-3, z, 0x1.7462b4ab2ef6bp-3);
+    const double c03 = mul_add(c23, z2, c01);
+    const double c46 = mul_add(0x1.2b584aae78a57p-3, z2, c45);
+    const double R = z * mul_add(c46, z4, c03);
+    const double c = (1.0 - u) + e;  // exact
+    const double tail = mul_add(s, hfsq + R, mul_add(kd, ln2_lo, c * inv)) - hfsq;
+    const double h = mul_add(kd, ln2_hi, f);  // exact
+    hi = h + tail;
+    lo = tail - (hi - h);
   } else {
     (void)u, (void)inv;
     // Estrin's scheme: shorter dependency chains than Horner.

@@ -1,0 +1,106 @@
+// The elementary functions of detail/math.hpp on their own, against long
+// double: exp of non-positive arguments (full and single precision) and
+// log1p on [0, 1] as hi + lo. The kernels' tests measure these only through
+// the loss and gradient, where other roundings add to them.
+#include <focal_native/detail/math.hpp>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <random>
+
+#include "check.hpp"
+
+namespace fd = focal_native::detail;
+using fntest::LD;
+
+namespace {
+
+bool is_pos_zero(double x) { return x == 0.0 && !std::signbit(x); }
+
+// Arguments for exp: a dense sweep of [-745, 0], the ends of the flushed
+// range, and each power-of-two magnitude down to the smallest subnormal.
+template <class F>
+void for_each_exp_arg(F&& f) {
+  for (int i = 0; i <= 745 * 64; ++i) f(-static_cast<double>(i) / 64.0);
+  std::mt19937_64 rng(20261127);
+  std::uniform_real_distribution<double> u(-709.0, 0.0);
+  for (int i = 0; i < 200000; ++i) f(u(rng));
+  for (int k = -1074; k <= 9; ++k) f(-std::ldexp(1.0, k));
+  const double edges[] = {-708.3964185322641, std::nextafter(-708.3964185322641, 0.0),
+                          std::nextafter(-708.3964185322641, -1.0), -708.5, -745.2, -1e300,
+                          -std::numeric_limits<double>::max(), -0.0, 0.0};
+  for (double x : edges) f(x);
+}
+
+}  // namespace
+
+FN_TEST(exp_nonpos_full_within_one_ulp_and_flushes_below_dbl_min) {
+  for_each_exp_arg([](double x) {
+    const double got = fd::exp_nonpos<fd::Prec::full>(x);
+    if (x < -708.3964185322641) {
+      CHECK_MSG(is_pos_zero(got), "exp(%.17g) = %.17g, want +0 (flushed)", x, got);
+      return;
+    }
+    CHECK_ULPS("math exp_nonpos full", 1.0, got, std::exp(static_cast<LD>(x)), 0,
+               "x = %.17g", x);
+  });
+  CHECK(is_pos_zero(fd::exp_nonpos<fd::Prec::full>(-std::numeric_limits<double>::infinity())));
+  CHECK(std::isnan(fd::exp_nonpos<fd::Prec::full>(std::numeric_limits<double>::quiet_NaN())));
+  CHECK(fd::exp_nonpos<fd::Prec::full>(-0.0) == 1.0);
+}
+
+FN_TEST(exp_nonpos_single_within_2_pow_minus_31_relative) {
+  for_each_exp_arg([](double x) {
+    const double got = fd::exp_nonpos<fd::Prec::single>(x);
+    if (x < -708.3964185322641) {
+      CHECK_MSG(is_pos_zero(got), "exp(%.17g) = %.17g, want +0 (flushed)", x, got);
+      return;
+    }
+    const LD ref = std::exp(static_cast<LD>(x));
+    const LD rel = std::fabs(static_cast<LD>(got) - ref) / ref;
+    CHECK_MSG(rel <= std::ldexp(1.0L, -31), "exp(%.17g): relative error %Lg", x, rel);
+  });
+  CHECK(is_pos_zero(fd::exp_nonpos<fd::Prec::single>(-std::numeric_limits<double>::infinity())));
+  CHECK(std::isnan(fd::exp_nonpos<fd::Prec::single>(std::numeric_limits<double>::quiet_NaN())));
+}
+
+FN_TEST(log1p_unit_full_hi_lo_within_half_ulp) {
+  auto check = [](double e) {
+    const double u = 1.0 + e;
+    const double inv = 1.0 / u;
+    double hi, lo;
+    fd::log1p_unit<fd::Prec::full>(e, u, inv, hi, lo);
+    const LD ref = std::log1p(static_cast<LD>(e));
+    // hi + lo, added in long double, is measured in ulps of double: about
+    // 0.3 ulp from the polynomial and its evaluation, up to 0.5 where e is
+    // below 2^-53 (then log1p(e) = e - e^2/2 is returned as e). hi is that
+    // pair rounded to double, so within another half ulp.
+    const LD u_hilo = std::fabs(static_cast<LD>(hi) + lo - ref) / fntest::ulp_of<double>(ref);
+    fntest::UlpEntry& t = fntest::ulp_table()["math log1p_unit full (hi + lo)"];
+    t.bound = 0.55;
+    ++t.count;
+    if (u_hilo > t.max) {
+      t.max = u_hilo;
+      t.where = fntest::format("e = %.17g", e);
+    }
+    CHECK_MSG(u_hilo <= 0.55, "e = %.17g: hi + lo off by %.3Lf ulp", e, u_hilo);
+    CHECK_ULPS("math log1p_unit full (hi)", 1.0, hi, ref, 0, "e = %.17g", e);
+    CHECK_MSG(std::fabs(lo) <= std::ldexp(std::fabs(hi), -52), "e = %.17g: |lo| %g > ulp(hi)",
+              e, lo);
+  };
+  for (int i = 0; i <= 1 << 20; ++i) check(std::ldexp(static_cast<double>(i), -20));
+  std::mt19937_64 rng(7);
+  std::uniform_real_distribution<double> un(0.0, 1.0);
+  for (int i = 0; i < 200000; ++i) check(un(rng));
+  // Around sqrt(2) - 1, where the reduction switches to m = u / 2.
+  for (int i = -20000; i <= 20000; ++i) check(0x1.a827999fcef32p-2 + std::ldexp(i, -40));
+  for (int k = -1022; k <= 0; ++k) check(std::ldexp(1.0, k));
+  double hi, lo;
+  fd::log1p_unit<fd::Prec::full>(0.0, 1.0, 1.0, hi, lo);
+  CHECK(is_pos_zero(hi) && lo == 0.0);
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  fd::log1p_unit<fd::Prec::full>(nan, nan, nan, hi, lo);
+  CHECK(std::isnan(hi));
+}
