@@ -1152,3 +1152,23 @@ def test_sigmoid_class_indices_equal_expanded_one_hot(isa, dtype, layout):
                 check_reduced(li, float(le), dtype, rtol=4 * ft.RTOL[dtype], err_msg=f"{red} {kw}")
             li2 = fn.sigmoid_focal_loss(z, lab, reduction=red, axis=axis, **kw)
             ft.assert_bitwise_equal(np.asarray(li2), np.asarray(li))
+
+
+GRAD_SCALE_OVERFLOW_BUG = (
+    "BUG (found by test_fuzz_api, 2026-11-27): the softmax kernels form each position's "
+    "gradient scale grad_output / normalizer before multiplying the per-class term, so a "
+    "normalizer near DBL_MIN with grad_output 17 overflows that scale to inf although the "
+    "gradient (9.43e304) is finite. The binary kernels multiply the term by 1/normalizer first."
+)
+
+
+@pytest.mark.xfail(strict=True, reason=GRAD_SCALE_OVERFLOW_BUG)
+def test_finite_gradient_near_overflow_with_tiny_normalizer():
+    z = np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 9.0]])
+    t = np.array([[1.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
+    kw = dict(gamma=0.0, reduction="none", axis=1, normalizer=np.finfo(np.float64).tiny)
+    up = np.array([0.0, 17.0])
+    got = fn.softmax_focal_loss_grad(z, t, grad_output=up, **kw)
+    want = ref.softmax_focal_loss_grad(z, t, grad_output=up, **kw)
+    assert np.isfinite(want[1, 1]) and want[1, 1] > 9e304
+    ft.assert_close(got[1], want[1])
