@@ -403,9 +403,9 @@ def _softmax_dense_row(row, y, alpha, gamma):
         if y[k] == 0.0 or alpha[k] == 0.0:
             continue
         qk_pow = 1.0 if gamma == 0.0 else one_minus_p[k] ** gamma
-        # The largest factor first: alpha * y with a tiny (e.g. subnormal)
-        # smoothed target would round away bits that the product keeps.
-        loss += (-log_p[k]) * y[k] * qk_pow * alpha[k]
+        # The target last: a tiny (e.g. subnormal) smoothed target times
+        # alpha or -log p < 1 first would round in the subnormal range.
+        loss += (alpha[k] * qk_pow * (-log_p[k])) * y[k]
         yf[k] = y[k] * _focal_factor(alpha[k], r.p[k], log_p[k], one_minus_p[k], gamma)
     # dFL/dz_j = y_j F_j (1 - p_j) - p_j sum_{k != j} y_k F_k. The sum over
     # k != j comes from prefix and suffix sums of same-signed terms: no

@@ -276,28 +276,29 @@ Status sigmoid_elementwise(const T* z, const Y* y, std::int64_t n, const Sigmoid
                               G != GammaKind::general && !Up;
       const double gmul = kMixed && fast ? 1.0 : gscale;
       if (kMixed && fast) {
-        // The hard-label results in a float loop of their own (a float
-        // function inside the double loop left it scalar: 32 ns/element),
-        // then the soft ones in double, selected per element.
-        alignas(64) float zf[kElemChunk], hl[kElemChunk], hg[kElemChunk];
-        FOCAL_NATIVE_SIMD
-        for (std::int64_t j = 0; j < m; ++j) zf[j] = zz[c0 + j];
-        FOCAL_NATIVE_SIMD
-        for (std::int64_t j = 0; j < m; ++j) {
-          const LossGradF h =
-              sigmoid_hard_f<kMixed ? G : GammaKind::zero, true>(zf[j], yy[c0 + j] == Y(1), wf);
-          hl[j] = h.loss;
-          hg[j] = h.dz;
-        }
-        FOCAL_NATIVE_SIMD
-        for (std::int64_t j = 0; j < m; ++j) {
-          const LossGrad sft = sigmoid_soft<P, G, true>(zb[j], yb[j], c);
-          const bool hard = yb[j] == 0.0 || yb[j] == 1.0;
-          // Bitwise selects: a converted value in a select's arm keeps GCC
-          // from vectorizing (see select_bits).
-          lb[j] = select_bits(hard, static_cast<double>(hl[j]), sft.loss);
-          // Hard elements come scaled (WeightsF); the store below then scales by 1.
-          gb[j] = select_bits(hard, static_cast<double>(hg[j]), sft.dz * gscale);
+        if constexpr (kMixed) {  // not compiled where zb and gb are placeholders
+          // The hard-label results in a float loop of their own (a float
+          // function inside the double loop left it scalar: 32 ns/element),
+          // then the soft ones in double, selected per element.
+          alignas(64) float zf[kElemChunk], hl[kElemChunk], hg[kElemChunk];
+          FOCAL_NATIVE_SIMD
+          for (std::int64_t j = 0; j < m; ++j) zf[j] = zz[c0 + j];
+          FOCAL_NATIVE_SIMD
+          for (std::int64_t j = 0; j < m; ++j) {
+            const LossGradF h = sigmoid_hard_f<G, true>(zf[j], yy[c0 + j] == Y(1), wf);
+            hl[j] = h.loss;
+            hg[j] = h.dz;
+          }
+          FOCAL_NATIVE_SIMD
+          for (std::int64_t j = 0; j < m; ++j) {
+            const LossGrad sft = sigmoid_soft<P, G, true>(zb[j], yb[j], c);
+            const bool hard = yb[j] == 0.0 || yb[j] == 1.0;
+            // Bitwise selects: a converted value in a select's arm keeps GCC
+            // from vectorizing (see select_bits).
+            lb[j] = select_bits(hard, static_cast<double>(hl[j]), sft.loss);
+            // Hard elements come scaled (WeightsF); the store below then scales by 1.
+            gb[j] = select_bits(hard, static_cast<double>(hg[j]), sft.dz * gscale);
+          }
         }
       } else if constexpr (kDirect) {
         // In place (grad_out == z) is fine: element j is read before it is written.

@@ -75,13 +75,32 @@ FOCAL_NATIVE_INLINE void two_prod(double a, double b, double& p, double& e) noex
 #endif
 }
 
+// ln 2 split for Cody-Waite reductions: kLn2Hi has 11 trailing zero bits, so
+// k * kLn2Hi is exact for |k| < 2^11 and kLn2Hi + kLn2Lo is ln 2 to 2^-100.
+inline constexpr double kLn2Hi = 0x1.62e42fefa3800p-1;
+inline constexpr double kLn2Lo = 0x1.ef35793c76730p-45;
+
+// L(z) of log_hilo and log1p_unit, full precision, z = s^2 in [0, 0.0295]:
+// Estrin's scheme (a chain of 3 multiply-adds instead of Horner's 6).
+FOCAL_NATIVE_INLINE double log_poly_full(double z) noexcept {
+  const double z2 = z * z, z4 = z2 * z2;
+  const double c01 = mul_add(0x1.99999999952e2p-2, z, 0x1.5555555555558p-1);
+  const double c23 = mul_add(0x1.c71c62e5800a1p-3, z, 0x1.2492492df148dp-2);
+  const double c45 = mul_add(0x1.39fe606542ddep-3, z, 0x1.7462b4ab2ef6bp-3);
+  const double c03 = mul_add(c23, z2, c01);
+  const double c46 = mul_add(0x1.2b584aae78a57p-3, z2, c45);
+  return mul_add(c46, z4, c03);
+}
+
 // ---------------------------------------------------------------------------
 // exp(x) for x <= 0 (also -inf and NaN). Results below the smallest normal
 // double (x < ln DBL_MIN = -708.396) are flushed to +0.
 //   x = k ln2 + r, |r| <= ln2/2 (Cody-Waite, ln2 split in two),
 //   exp(r) = 1 + r + r^2 P(r).
 // The flushed lanes compute garbage (x = -inf makes r NaN) that the final
-// select discards. (A clamp of x instead let GCC propagate the clamped
+// select discards; it may raise the invalid and overflow flags, which the
+// kernels' FlushDenormalsScope restores on exit (callers of this function
+// alone who unmask floating-point traps would see them). (A clamp of x instead let GCC propagate the clamped
 // constant into a second, masked copy of the whole computation.)
 //
 // How that select is written decides whether GCC 12 if-converts, and so
@@ -95,12 +114,10 @@ enum class Flush { select, bitwise };
 template <Prec P, Flush F = Flush::select>
 FOCAL_NATIVE_INLINE double exp_nonpos(double x) noexcept {
   constexpr double log2e = 0x1.71547652b82fep0;
-  constexpr double ln2_hi = 0x1.62e42fefa3800p-1;  // 11 trailing zero bits: k*ln2_hi is exact
-  constexpr double ln2_lo = 0x1.ef35793c76730p-45;
-  constexpr double shifter = 0x1.8p52;             // adding it rounds to an integer
+  constexpr double shifter = 0x1.8p52;  // adding it rounds to an integer
   const double t = mul_add(x, log2e, shifter);
   const double kd = t - shifter;
-  const double r = mul_add(-kd, ln2_lo, mul_add(-kd, ln2_hi, x));  // the inner one is exact
+  const double r = mul_add(-kd, kLn2Lo, mul_add(-kd, kLn2Hi, x));  // the inner one is exact
   const double r2 = r * r;
   double poly;
   if constexpr (P == Prec::full) {
@@ -152,8 +169,6 @@ FOCAL_NATIVE_INLINE double exp_nonpos(double x) noexcept {
 //   log m = f - f^2/2 + s (f^2/2 + s^2 L(s^2)).
 template <Prec P>
 FOCAL_NATIVE_INLINE void log_hilo(double x, double& hi, double& lo) noexcept {
-  constexpr double ln2_hi = 0x1.62e42fefa3800p-1;
-  constexpr double ln2_lo = 0x1.ef35793c76730p-45;
   constexpr std::uint64_t sqrt_half = 0x3fe6a09e667f3bcdULL;  // bits of sqrt(2)/2
   constexpr double shifter = 0x1.8p52;
   // Move the mantissa boundary from 1 to sqrt(2)/2, read k from the exponent.
@@ -167,13 +182,7 @@ FOCAL_NATIVE_INLINE void log_hilo(double x, double& hi, double& lo) noexcept {
   const double z = s * s;
   double poly;
   if constexpr (P == Prec::full) {
-    poly = 0x1.2b584aae78a57p-3;
-    poly = mul_add(poly, z, 0x1.39fe606542ddep-3);
-    poly = mul_add(poly, z, 0x1.7462b4ab2ef6bp-3);
-    poly = mul_add(poly, z, 0x1.c71c62e5800a1p-3);
-    poly = mul_add(poly, z, 0x1.2492492df148dp-2);
-    poly = mul_add(poly, z, 0x1.99999999952e2p-2);
-    poly = mul_add(poly, z, 0x1.5555555555558p-1);
+    poly = log_poly_full(z);
   } else {
     poly = 0x1.ddced7078dd3ap-3;
     poly = mul_add(poly, z, 0x1.245c438323e9ap-2);
@@ -181,9 +190,9 @@ FOCAL_NATIVE_INLINE void log_hilo(double x, double& hi, double& lo) noexcept {
     poly = mul_add(poly, z, 0x1.5555554bb2b2cp-1);
   }
   const double R = z * poly;
-  const double tail = mul_add(s, hfsq + R, kd * ln2_lo) - hfsq;
+  const double tail = mul_add(s, hfsq + R, kd * kLn2Lo) - hfsq;
   double h, e;
-  two_sum(kd * ln2_hi, f, h, e);
+  two_sum(kd * kLn2Hi, f, h, e);
   // Fold the tail into (h, e) and renormalise.
   const double t = e + tail;
   hi = h + t;
@@ -220,7 +229,7 @@ FOCAL_NATIVE_INLINE double recip_1to2(double u) noexcept {
 // log1p(e) for e in [0, 1] (or NaN) as hi + lo, given u = fl(1 + e) and
 // inv = 1/u.
 // Full: log_hilo's method, specialised to u in [1, 2]: k is 0 or 1, so no
-// exponent bits and no special values; k ln2_hi + f is exact (f is a multiple
+// exponent bits and no special values; k kLn2Hi + f is exact (f is a multiple
 // of 2^-53 and the sum lies in [0.4, 0.7]), so no two_sum either; the
 // rounding error c of u enters as c/u.
 // Single: a division-free polynomial, log1p(e) = e P(e), 2^-35 relative.
@@ -228,8 +237,6 @@ template <Prec P>
 FOCAL_NATIVE_INLINE void log1p_unit(double e, double u, double inv, double& hi,
                                     double& lo) noexcept {
   if constexpr (P == Prec::full) {
-    constexpr double ln2_hi = 0x1.62e42fefa3800p-1;
-    constexpr double ln2_lo = 0x1.ef35793c76730p-45;
     const bool big = u > 0x1.6a09e667f3bcdp0;  // sqrt(2): m = u/2
     const double m = u * (big ? 0.5 : 1.0);
     const double kd = big ? 1.0 : 0.0;
@@ -237,17 +244,10 @@ FOCAL_NATIVE_INLINE void log1p_unit(double e, double u, double inv, double& hi,
     const double hfsq = 0.5 * f * f;
     const double s = f / (m + 1.0);  // m + 1 == 2 + f, one step earlier
     const double z = s * s;
-    // log_hilo's polynomial by Estrin's scheme (chain of 3 instead of 6).
-    const double z2 = z * z, z4 = z2 * z2;
-    const double c01 = mul_add(0x1.99999999952e2p-2, z, 0x1.5555555555558p-1);
-    const double c23 = mul_add(0x1.c71c62e5800a1p-3, z, 0x1.2492492df148dp-2);
-    const double c45 = mul_add(0x1.39fe606542ddep-3, z, 0x1.7462b4ab2ef6bp-3);
-    const double c03 = mul_add(c23, z2, c01);
-    const double c46 = mul_add(0x1.2b584aae78a57p-3, z2, c45);
-    const double R = z * mul_add(c46, z4, c03);
+    const double R = z * log_poly_full(z);
     const double c = (1.0 - u) + e;  // exact
-    const double tail = mul_add(s, hfsq + R, mul_add(kd, ln2_lo, c * inv)) - hfsq;
-    const double h = mul_add(kd, ln2_hi, f);  // exact
+    const double tail = mul_add(s, hfsq + R, mul_add(kd, kLn2Lo, c * inv)) - hfsq;
+    const double h = mul_add(kd, kLn2Hi, f);  // exact
     hi = h + tail;
     lo = tail - (hi - h);
   } else {
