@@ -41,6 +41,7 @@ Conventions where the definitions leave a choice:
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 import operator
 
 import numpy as np
@@ -387,6 +388,27 @@ def _softmax_index_row(row, c, alpha_c, gamma):
     return loss, grad
 
 
+def _product(*factors):
+    """The product of finite floats rounded once (exact in between), else in float.
+
+    In plain float the order matters at the ends of the range: a subnormal
+    smoothed target times alpha rounds away bits, and alpha times a huge
+    -log p overflows although the whole product is finite.
+    """
+    if not all(math.isfinite(f) for f in factors):
+        out = 1.0
+        for f in factors:
+            out *= f
+        return out
+    exact = Fraction(1)
+    for f in factors:
+        exact *= Fraction(f)
+    try:
+        return float(exact)
+    except OverflowError:
+        return math.inf if exact > 0 else -math.inf
+
+
 def _softmax_dense_row(row, y, alpha, gamma):
     """Loss and gradient row of one position with dense targets y."""
     num_classes = len(row)
@@ -403,9 +425,7 @@ def _softmax_dense_row(row, y, alpha, gamma):
         if y[k] == 0.0 or alpha[k] == 0.0:
             continue
         qk_pow = 1.0 if gamma == 0.0 else one_minus_p[k] ** gamma
-        # The target last: a tiny (e.g. subnormal) smoothed target times
-        # alpha or -log p < 1 first would round in the subnormal range.
-        loss += (alpha[k] * qk_pow * (-log_p[k])) * y[k]
+        loss += _product(alpha[k], y[k], qk_pow, -log_p[k])
         yf[k] = y[k] * _focal_factor(alpha[k], r.p[k], log_p[k], one_minus_p[k], gamma)
     # dFL/dz_j = y_j F_j (1 - p_j) - p_j sum_{k != j} y_k F_k. The sum over
     # k != j comes from prefix and suffix sums of same-signed terms: no
