@@ -301,8 +301,10 @@ template <class T, class L, GammaKind G, bool StoreLoss, bool WantGrad, bool Up>
 struct IndexKernel {
   static constexpr Prec P = prec_for<T>;
 
-  // The logit of each position's labelled class, read before the sums: with
-  // a gradient written in place, the sums pass overwrites the logits.
+  // The logit of each position's labelled class (columns mode), read after
+  // the maximum pass, while the tile is in cache, and before the exponentials
+  // are parked: with a gradient written in place, parking overwrites the
+  // logits. (Rows mode reads it at the start of each row.)
   static FOCAL_NATIVE_INLINE void label_logits(const T* z, const TileGeom& g,
                                                SoftmaxTile& tl) noexcept {
     for (std::int64_t t = 0; t < g.n; ++t) {
@@ -334,6 +336,8 @@ struct IndexKernel {
     {
       for (std::int64_t t = 0; t < g.n; ++t) {
         const T* row = z + g.at(t, 0);
+        const std::int64_t c = tl.c[t];
+        tl.zc[t] = c >= 0 ? static_cast<double>(row[c]) : 0.0;  // before parking
         // Maximum and minimum in T (exact; 16 lanes for float data).
         T mt = -std::numeric_limits<T>::infinity();
         T lt = std::numeric_limits<T>::infinity();
@@ -412,6 +416,7 @@ struct IndexKernel {
           }
         }
       }
+      label_logits(z, g, tl);
       FOCAL_NATIVE_SIMD
       for (std::int64_t t = 0; t < g.n; ++t) {
         tl.mf[t] = static_cast<float>(tl.m[t]);
@@ -806,7 +811,7 @@ Status softmax_run(const T* z_in, const Y* y_in, ClassLayout lay, const SoftmaxO
     const T* const up = up_in;
     const std::int64_t p0 = b * bl.block;
     const std::int64_t p1 = p0 + bl.block < npos ? p0 + bl.block : npos;
-    double acc = 0.0;
+    LaneSum lanes;  // the tile losses, eight interleaved partial sums
     std::int64_t cnt = 0;
     bool anybad = false;
     for (std::int64_t pos = p0; pos < p1;) {
@@ -894,7 +899,6 @@ Status softmax_run(const T* z_in, const Y* y_in, ClassLayout lay, const SoftmaxO
           // positions instead of strided gathers and scatters.
           rows_to_classes(z + g.base, C, n, tbuf);
           const TileGeom bg = {0, 1, n, n, false};
-          K::label_logits(tbuf, bg, tl);
           if (park)
             K::template sums<true>(tbuf, tbuf, bg, C, tl);  // parks over the copy
           else
@@ -912,7 +916,6 @@ Status softmax_run(const T* z_in, const Y* y_in, ClassLayout lay, const SoftmaxO
           // so that the gradient output is written once, was measured slower:
           // the stores of the exp pass overlap their cache misses with the
           // arithmetic, a pure store pass cannot.)
-          K::label_logits(z, g, tl);
           if (park)
             K::template sums<true>(z, go, g, C, tl);
           else
@@ -926,13 +929,15 @@ Status softmax_run(const T* z_in, const Y* y_in, ClassLayout lay, const SoftmaxO
           }
         }
       }
-      for (std::int64_t t = 0; t < n; ++t) {
-        acc += tl.loss[t];
-        if constexpr (StoreLoss) loss_out[pos + t] = static_cast<T>(tl.loss[t] * inv_norm);
+      lanes.add(tl.loss, n);
+      if constexpr (StoreLoss) {
+        FOCAL_NATIVE_SIMD
+        for (std::int64_t t = 0; t < n; ++t)
+          loss_out[pos + t] = static_cast<T>(tl.loss[t] * inv_norm);
       }
       pos += n;
     }
-    r.partial[b] = acc;
+    r.partial[b] = lanes.total();
     r.counted[b] = cnt;
     r.bad[b] = static_cast<unsigned char>(anybad);
   });

@@ -68,14 +68,14 @@ FOCAL_NATIVE_INLINE float exp_nonpos_f_impl(float x, float lo) noexcept {
   float r = mul_add_f(-kd, ln2_hi, xc);  // exact: k ln2_hi has 17 significant bits
   r = mul_add_f(-kd, ln2_lo, r);
   if constexpr (HasLo) r = r + lo;  // (x + 0 is not folded away under strict IEEE)
-  float poly = 0x1.6d431ap-10f;
-  poly = mul_add_f(poly, r, 0x1.120b66p-7f);
-  poly = mul_add_f(poly, r, 0x1.5554eap-5f);
-  poly = mul_add_f(poly, r, 0x1.5554dcp-3f);
-  poly = mul_add_f(poly, r, 0x1.0p-1f);
+  // Estrin's scheme: a chain of three operations after r instead of four.
+  const float r2 = r * r;
+  const float p01 = mul_add_f(0x1.5554dcp-3f, r, 0x1.0p-1f);
+  const float p23 = mul_add_f(0x1.120b66p-7f, r, 0x1.5554eap-5f);
+  const float poly = mul_add_f(mul_add_f(0x1.6d431ap-10f, r2, p23), r2, p01);
   const float h = 1.0f + r;
   const float l = r - (h - 1.0f);
-  const float er = h + mul_add_f(r * r, poly, l);
+  const float er = h + mul_add_f(r2, poly, l);
   const std::uint32_t biased = fbits_of(t) - fbits_of(shifter) + 127u;
   const float scale = float_of(biased << 23);
   return x < -0x1.5d58a0p+6f ? 0.0f : er * scale;
