@@ -346,3 +346,39 @@ def test_mixed_cases_agree(dtype):
         got = fn.sigmoid_focal_loss_with_grad(z, y, reduction=reduction, out=out, grad_out=gout)
         want = sig_checked(BOTH, z, y, reduction=reduction)
         assert same(got, want)
+
+
+def test_fast_entry_points_check_their_argument_count():
+    # They are plain METH_FASTCALL functions (no pybind11 dispatcher): a wrong
+    # number of arguments is a TypeError, not a crash or an out-of-bounds read.
+    z = np.zeros((2, 3), np.float32)
+    with pytest.raises(TypeError, match="expected 12 positional arguments, got 1"):
+        core().softmax_fast(BOTH)
+    with pytest.raises(TypeError, match="expected 11 positional arguments, got 2"):
+        core().sigmoid_fast(BOTH, z)
+    with pytest.raises(TypeError, match="got 13"):
+        core().softmax_fast(BOTH, z, np.array([0, 1]), *([None] * 10))
+    with pytest.raises(TypeError):
+        core().sigmoid_fast(mode=BOTH)
+
+
+@pytest.mark.parametrize("mode", [0, 4, -1, 2**70, True, 3.0, "3", None, np.int64(3)])
+def test_fast_entry_points_decline_a_bad_mode(mode):
+    z = np.zeros((2, 3), np.float32)
+    assert sm_fast(mode, z, np.array([0, 1])) is None
+    assert sig_fast(mode, z, np.zeros((2, 3), bool)) is None
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fast_scalar_behaves_like_numpy_scalar(dtype):
+    # The reduced loss is built directly as a NumPy scalar: it must be a full
+    # NumPy scalar of the logits' dtype, with the float32 rounding of the sum.
+    rng = np.random.default_rng(5)
+    z = rng.standard_normal((33, 5)).astype(dtype)
+    lab = rng.integers(0, 5, size=33)
+    loss = sm_fast(LOSS, z, lab, reduction="sum")
+    assert type(loss) is np.dtype(dtype).type and loss.dtype == dtype
+    assert same(loss, sm_checked(LOSS, z, lab, reduction="sum"))
+    assert same(loss, dtype(float(loss)))
+    assert same(loss * dtype(2), dtype(2 * float(loss))) and np.isfinite(loss)
+    assert loss.shape == () and hash(loss) == hash(float(loss))

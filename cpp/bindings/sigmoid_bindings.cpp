@@ -128,9 +128,13 @@ void register_sigmoid(py::module_& m) {
         py::arg("ignore_index"), py::arg("loss_out"), py::arg("grad_out"),
         py::arg("grad_output"),
         "Binary focal loss kernel. Returns (status_code, bad_index, reduced_loss, count).");
-  m.def("sigmoid_fast", &sigmoid_fast,
-        "The public functions' fast path: their result, or None where the Python layer "
-        "must check the arguments.");
+  static PyMethodDef def = {
+      "sigmoid_fast",
+      reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&fast::fastcall<&sigmoid_fast, 10>)),
+      METH_FASTCALL,
+      "The public functions' fast path: their result, or None where the Python layer "
+      "must check the arguments."};
+  fast::add_fastcall(m, def);
 }
 
 }  // namespace focal_native_bindings
