@@ -72,16 +72,14 @@ FOCAL_NATIVE_INLINE double exp_shifted(double z, double m) noexcept {
 // 512-bit register): z - m is formed exactly as dh + dl (TwoSum), so the
 // exponential of a class far below the maximum keeps its relative accuracy
 // (its gradient is measured in its own ulps), and exp(dh + dl) is about
-// 1 ulp. Same conventions as exp_shifted: z == m gives 1, NaN propagates.
+// 1 ulp. Only for rows that float_exp_ok admits: z and m finite and
+// z - m >= -87, so no special values and no flush (z == m gives dh = dl = 0
+// and exactly 1).
 FOCAL_NATIVE_INLINE float exp_diff_f(float z, float m) noexcept {
-  const bool same = z == m;
   const float s = z - m;
   const float bb = s - z;
   const float err = (z - (s - bb)) + (-m - bb);
-  const float dh = same ? 0.0f : s;
-  // err is meaningless (NaN) when s is -inf (z = -inf, or m = +inf).
-  const float dl = (same || !(s > -std::numeric_limits<float>::infinity())) ? 0.0f : err;
-  return exp_nonpos_f(dh, dl);
+  return exp_inrange_f(s, err);
 }
 
 // Whether a row (or tile) of float32 data may take exp_diff_f: every
@@ -370,6 +368,7 @@ struct IndexKernel {
     {
       // Float exponentials for the whole tile when every position allows them.
       bool use_f = false;
+      alignas(64) std::int32_t c32[kSoftmaxTile];  // labels, 32-bit (float path)
       FOCAL_NATIVE_SIMD
       for (std::int64_t t = 0; t < g.n; ++t) {
         tl.m[t] = -std::numeric_limits<double>::infinity();
@@ -402,7 +401,10 @@ struct IndexKernel {
           tl.sc[t] = static_cast<double>(mn[t]);
           ok &= float_exp_ok<T>(tl.m[t], tl.sc[t]) ? 1 : 0;
         }
-        use_f = ok != 0;
+        // (32-bit labels: one compare per 16 floats in the exp loop, not two.)
+        use_f = ok != 0 && C <= std::numeric_limits<std::int32_t>::max();
+        FOCAL_NATIVE_SIMD
+        for (std::int64_t t = 0; t < g.n; ++t) c32[t] = static_cast<std::int32_t>(tl.c[t]);
       } else {
         for (std::int64_t k = 0; k < C; ++k) {
           const T* col = z + g.at(0, k);
@@ -428,13 +430,14 @@ struct IndexKernel {
         T* pcol = Park ? go + g.at(0, k) : nullptr;  // go may be null without parking
         if constexpr (std::is_same_v<T, float>) {
           if (use_f) {
+            const auto k32 = static_cast<std::int32_t>(k);
             // Float exponentials (exp_diff_f), parked as they are, summed in
             // double in class order (the same order with or without parking).
             FOCAL_NATIVE_SIMD
             for (std::int64_t t = 0; t < g.n; ++t) {
               const float e = exp_diff_f(col[t * ts], tl.mf[t]);
               if constexpr (Park) pcol[t * ts] = e;
-              tl.s[t] += static_cast<double>(e * (k == tl.c[t] ? 0.0f : 1.0f));  // see sum_exp_except
+              tl.s[t] += static_cast<double>(e * (k32 == c32[t] ? 0.0f : 1.0f));  // see sum_exp_except
             }
             continue;
           }
@@ -471,9 +474,15 @@ struct IndexKernel {
   // Per position: loss and gradient factor.
   static FOCAL_NATIVE_INLINE void finish(const SoftmaxConsts& sc, std::int64_t n,
                                          SoftmaxTile& tl) noexcept {
-    for (std::int64_t t = 0; t < n; ++t) {
-      const std::int64_t c = tl.c[t];
-      tl.a[t] = c >= 0 ? class_alpha(sc, c) : 0.0;
+    if (sc.alpha) {
+      for (std::int64_t t = 0; t < n; ++t) {
+        const std::int64_t c = tl.c[t];
+        tl.a[t] = c >= 0 ? class_alpha(sc, c) : 0.0;
+      }
+    } else {
+      // One weight for every class: a loop that vectorizes.
+      FOCAL_NATIVE_SIMD
+      for (std::int64_t t = 0; t < n; ++t) tl.a[t] = tl.c[t] >= 0 ? sc.alpha_scale : 0.0;
     }
     FOCAL_NATIVE_SIMD
     for (std::int64_t t = 0; t < n; ++t) {
@@ -484,9 +493,11 @@ struct IndexKernel {
       const double inv_s = 1.0 / S;
       const double p = a * inv_s;
       const bool cmax = d == 0.0;
-      // log S: for the arg-max class S = 1 + so exactly in the math, and
-      // log1p(so) avoids the rounding of the sum.
-      const double log_s = cmax ? log1p_any<P>(so) : log_pos<P>(S);
+      // log S = log1p(S - 1), one logarithm for both cases: for the arg-max
+      // class S - 1 = so exactly in the math (log1p(so) avoids the rounding
+      // of the sum); otherwise so includes the maximum's exp(0) = 1, so
+      // so >= 1, so - 1 is exact and (so - 1) + a is S - 1 rounded once.
+      const double log_s = log1p_any<P>(cmax ? so : (so - 1.0) + a);
       const double log_p = cmax ? -log_s : d - log_s;
       const double q = one_minus_p(p, so, inv_s);
       const FocalTerms ft =
@@ -842,29 +853,36 @@ Status softmax_run(const T* z_in, const Y* y_in, ClassLayout lay, const SoftmaxO
         }
         tile_live = n;
       } else {
-        // (Integer flags and reductions: a loop that sets bools and ORs into
-        // one stays scalar.)
-        int tile_bad = 0;
+        // label_is_bad as 64-bit flags combined bitwise: GCC leaves this loop
+        // scalar with the lambda's branches or with 32-bit flags among the
+        // 64-bit values (the same for setting bools and ORing into one).
+        std::int64_t tile_bad = 0;
         FOCAL_NATIVE_PRAGMA(omp simd reduction(| : tile_bad) reduction(+ : tile_live))
         for (std::int64_t t = 0; t < n; ++t) {
           const Y v = y[pos + t];
-          const int bad = label_is_bad(v) ? 1 : 0;
           const auto lv = static_cast<std::int64_t>(v);
-          const std::int64_t live = (bad == 0 && lv != ign) ? 1 : 0;
+          const std::int64_t not_ign = lv != ign;
+          std::int64_t bad = ((lv < 0) | (lv >= C)) & not_ign;
+          if constexpr (std::is_unsigned_v<Y> && sizeof(Y) == 8)
+            bad |= v > static_cast<Y>(std::numeric_limits<std::int64_t>::max());
+          const std::int64_t live = (bad == 0) & not_ign;
           tile_bad |= bad;
           tile_live += live;
           const std::int64_t c = live != 0 ? lv : -1;
           tl.c[t] = c;
           labels[t] = c;
           tl.live[t] = live;
+          tl.scale[t] = live != 0 ? gscale : 0.0;
         }
         anybad |= tile_bad != 0;
       }
-      FOCAL_NATIVE_SIMD
-      for (std::int64_t t = 0; t < n; ++t) {
-        double sc_t = tl.live[t] != 0 ? gscale : 0.0;
-        if constexpr (Up) sc_t *= static_cast<double>(up[pos + t]);
-        tl.scale[t] = sc_t;
+      if constexpr (kDense) {
+        FOCAL_NATIVE_SIMD
+        for (std::int64_t t = 0; t < n; ++t) tl.scale[t] = gscale;  // every position counts
+      }
+      if constexpr (Up) {
+        FOCAL_NATIVE_SIMD
+        for (std::int64_t t = 0; t < n; ++t) tl.scale[t] *= static_cast<double>(up[pos + t]);
       }
       cnt += tile_live;
       tl.n_live = tile_live;
