@@ -290,7 +290,7 @@ def _spy(monkeypatch, module, real, calls):
         calls.append(r is not None)
         return r
 
-    monkeypatch.setattr(module, "_fast", lambda: spy)
+    monkeypatch.setattr(module, "_FAST", spy)  # the cached _core entry point
 
 
 def test_public_functions_take_the_fast_path(monkeypatch):

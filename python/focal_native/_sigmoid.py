@@ -16,10 +16,16 @@ __all__ = [
 ]
 
 
+_FAST = None
+
+
 def _fast():
     """_core.sigmoid_fast: the common cases without the checks of _run (which
     it declines with None: anything unusual and every error)."""
-    return core().sigmoid_fast
+    global _FAST
+    if _FAST is None:
+        _FAST = core().sigmoid_fast
+    return _FAST
 
 
 def _check_alpha(alpha, fname):
@@ -189,8 +195,8 @@ def sigmoid_focal_loss(logits, targets, alpha=0.25, gamma=2.0, reduction="none",
     GIL is released while the kernel runs. Reductions are bitwise identical for
     any thread count.
     """
-    r = _fast()(1, logits, targets, alpha, gamma, reduction, normalizer, axis, ignore_index,
-                out, None)
+    r = (_FAST or _fast())(
+        1, logits, targets, alpha, gamma, reduction, normalizer, axis, ignore_index, out, None)
     if r is not None:
         return r
     loss, _ = _run("sigmoid_focal_loss", logits, targets, alpha, gamma, reduction, normalizer,
@@ -224,8 +230,8 @@ def sigmoid_focal_loss_grad(logits, targets, alpha=0.25, gamma=2.0, reduction="n
         ``d(reduced loss) / d(logits)``, with the logits' shape and dtype.
     """
     if grad_output is None:
-        r = _fast()(2, logits, targets, alpha, gamma, reduction, normalizer, axis, ignore_index,
-                    None, out)
+        r = (_FAST or _fast())(
+            2, logits, targets, alpha, gamma, reduction, normalizer, axis, ignore_index, None, out)
         if r is not None:
             return r
     _, grad = _run("sigmoid_focal_loss_grad", logits, targets, alpha, gamma, reduction,
@@ -249,8 +255,8 @@ def sigmoid_focal_loss_with_grad(logits, targets, alpha=0.25, gamma=2.0, reducti
     grad : ndarray
         As :func:`sigmoid_focal_loss_grad`.
     """
-    r = _fast()(3, logits, targets, alpha, gamma, reduction, normalizer, axis, ignore_index,
-                out, grad_out)
+    r = (_FAST or _fast())(
+        3, logits, targets, alpha, gamma, reduction, normalizer, axis, ignore_index, out, grad_out)
     if r is not None:
         return r
     return _run("sigmoid_focal_loss_with_grad", logits, targets, alpha, gamma, reduction,

@@ -12,10 +12,16 @@ from ._core_loader import core
 __all__ = ["softmax_focal_loss", "softmax_focal_loss_grad", "softmax_focal_loss_with_grad"]
 
 
+_FAST = None
+
+
 def _fast():
     """_core.softmax_fast: the common cases without the checks of _run (which
     it declines with None: anything unusual and every error)."""
-    return core().softmax_fast
+    global _FAST
+    if _FAST is None:
+        _FAST = core().softmax_fast
+    return _FAST
 
 
 def _check_alpha(alpha, classes, fname):
@@ -190,8 +196,9 @@ def softmax_focal_loss(logits, targets, alpha=None, gamma=2.0, reduction="none",
     TypeError
         Unsupported dtypes.
     """
-    r = _fast()(1, logits, targets, alpha, gamma, reduction, axis, ignore_index,
-                label_smoothing, normalizer, out, None)
+    r = (_FAST or _fast())(
+        1, logits, targets, alpha, gamma, reduction, axis, ignore_index, label_smoothing,
+        normalizer, out, None)
     if r is not None:
         return r
     loss, _ = _run("softmax_focal_loss", logits, targets, alpha, gamma, reduction, axis,
@@ -215,8 +222,9 @@ def softmax_focal_loss_grad(logits, targets, alpha=None, gamma=2.0, reduction="n
         ``d(reduced loss) / d(logits)``, the logits' shape and dtype.
     """
     if grad_output is None:
-        r = _fast()(2, logits, targets, alpha, gamma, reduction, axis, ignore_index,
-                    label_smoothing, normalizer, None, out)
+        r = (_FAST or _fast())(
+            2, logits, targets, alpha, gamma, reduction, axis, ignore_index, label_smoothing,
+            normalizer, None, out)
         if r is not None:
             return r
     _, grad = _run("softmax_focal_loss_grad", logits, targets, alpha, gamma, reduction, axis,
@@ -238,8 +246,9 @@ def softmax_focal_loss_with_grad(logits, targets, alpha=None, gamma=2.0, reducti
     loss : ndarray or scalar
     grad : ndarray
     """
-    r = _fast()(3, logits, targets, alpha, gamma, reduction, axis, ignore_index,
-                label_smoothing, normalizer, out, grad_out)
+    r = (_FAST or _fast())(
+        3, logits, targets, alpha, gamma, reduction, axis, ignore_index, label_smoothing,
+        normalizer, out, grad_out)
     if r is not None:
         return r
     return _run("softmax_focal_loss_with_grad", logits, targets, alpha, gamma, reduction, axis,

@@ -589,9 +589,12 @@ struct IndexKernel {
         FOCAL_NATIVE_SIMD
         for (std::int64_t t = 0; t < g.n; ++t) gcol[t * ts] = nfs_f[t] * gcol[t * ts];
       }
+      // A scatter (distinct positions, distinct addresses). An ignored
+      // position (c = -1) writes its class 0, which is zeroed below.
+      FOCAL_NATIVE_SIMD
       for (std::int64_t t = 0; t < g.n; ++t) {
         const std::int64_t c = tl.c[t];
-        if (c >= 0) go[g.at(t, c)] = static_cast<T>(tl.fq[t]);
+        go[g.at(t, c >= 0 ? c : 0)] = static_cast<T>(tl.fq[t]);
       }
     } else {
       for (std::int64_t k = 0; k < C; ++k) {
