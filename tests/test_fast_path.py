@@ -382,3 +382,16 @@ def test_fast_scalar_behaves_like_numpy_scalar(dtype):
     assert same(loss, dtype(float(loss)))
     assert same(loss * dtype(2), dtype(2 * float(loss))) and np.isfinite(loss)
     assert loss.shape == () and hash(loss) == hash(float(loss))
+
+
+@pytest.mark.parametrize("tail, want", [(2.0**102, np.finfo(np.float32).max), (2.0**103, np.inf)])
+def test_float32_scalar_rounds_like_ieee_at_the_top_of_the_range(tail, want):
+    # The double sum FLT_MAX + tail lies below (-> FLT_MAX) or on (-> inf) the
+    # midpoint between FLT_MAX and 2^128; the fast path rounds it as NumPy does.
+    z = np.array([-np.finfo(np.float32).max, -tail], np.float32)
+    y = np.ones(2, bool)
+    with np.errstate(over="ignore"):
+        loss = sig_fast(LOSS, z, y, alpha=1.0, gamma=0.0, reduction="sum")
+        checked = sig_checked(LOSS, z, y, alpha=1.0, gamma=0.0, reduction="sum")
+    assert type(loss) is np.float32 and loss == np.float32(want)
+    assert same(loss, checked)

@@ -722,13 +722,17 @@ def _oracle_arguments(family, variant, z, targets, kw):
     if go is not None:
         okw["grad_output"] = np.asarray(go).astype(z.dtype)
     a = okw.get("alpha")
-    if family == "sigmoid" and isinstance(a, float) and 0.0 < a < np.finfo(np.float64).tiny \
-            and not np.all(np.isfinite(z)):
-        # A subnormal alpha is read as 0 (known limitation, strict xfail
+    tiny = np.finfo(np.float64).tiny
+    if a is not None and not np.all(np.isfinite(z)):
+        # A subnormal alpha (scalar, or a softmax class weight) is read as 0
+        # (known limitation, strict xfail
         # test_softmax.py::test_subnormal_alpha_is_not_flushed). With finite
         # logits the atol of _check_result covers it; an infinite logit would
         # make the oracle's weight * inf infinite where the kernels give 0.
-        okw["alpha"] = 0.0
+        if isinstance(a, float):
+            okw["alpha"] = 0.0 if 0.0 < a < tiny else a
+        elif np.ndim(a) == 1:
+            okw["alpha"] = [0.0 if 0.0 < float(v) < tiny else v for v in a]
     return okw, t
 
 

@@ -288,7 +288,12 @@ inline py::object scalar(DType dt, double value) {
       py::object(py::module_::import("numpy").attr("float64")).release().ptr());
   static const bool direct = scalar_layout_ok<float>(f32) && scalar_layout_ok<double>(f64);
   if (dt == DType::f32) {
-    const float v = static_cast<float>(value);
+    // Magnitudes that round beyond FLT_MAX (from the midpoint between FLT_MAX
+    // and 2^128 up) are made inf explicitly, as IEEE rounding gives them: a
+    // conversion out of float's range is undefined in C++.
+    constexpr float inf = std::numeric_limits<float>::infinity();
+    const bool big = std::fabs(value) >= 0x1.ffffffp+127;
+    const float v = big ? (value > 0.0 ? inf : -inf) : static_cast<float>(value);
     if (direct) return py::reinterpret_steal<py::object>(new_scalar(f32, v));
     return py::reinterpret_borrow<py::object>(reinterpret_cast<PyObject*>(f32))(
         py::float_(static_cast<double>(v)));
@@ -355,10 +360,16 @@ PyObject* fastcall(PyObject* /*module*/, PyObject* const* args, Py_ssize_t nargs
     return invoke(Fn, static_cast<int>(mode), args, std::make_index_sequence<N>{}).release().ptr();
   } catch (py::error_already_set& e) {
     e.restore();
+  } catch (const py::builtin_exception& e) {
+    e.set_error();  // pybind11's value_error, type_error, ...: their Python types
   } catch (const std::bad_alloc&) {
     PyErr_NoMemory();
+  } catch (const std::invalid_argument& e) {
+    PyErr_SetString(PyExc_ValueError, e.what());  // as pybind11 translates it
   } catch (const std::exception& e) {
     PyErr_SetString(PyExc_RuntimeError, e.what());
+  } catch (...) {
+    PyErr_SetString(PyExc_RuntimeError, "unknown C++ exception");
   }
   return nullptr;
 }
