@@ -374,8 +374,14 @@ PyObject* fastcall(PyObject* /*module*/, PyObject* const* args, Py_ssize_t nargs
   return nullptr;
 }
 
-// Adds a fastcall function to module m; `def` must outlive the module.
-inline void add_fastcall(py::module_& m, PyMethodDef& def) {
+// Adds fast entry point Fn (mode, then N arguments) to module m as `name`.
+template <auto Fn, std::size_t N>
+inline void add_fastcall(py::module_& m, const char* name) {
+  static PyMethodDef def = {  // one per entry point; outlives the module
+      name, reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&fastcall<Fn, N>)),
+      METH_FASTCALL,
+      "The public functions' fast path: their result, or None where the Python layer "
+      "must check the arguments."};
   PyObject* f = PyCFunction_NewEx(&def, nullptr, m.attr("__name__").ptr());
   if (f == nullptr) throw py::error_already_set();
   m.add_object(def.ml_name, py::reinterpret_steal<py::object>(f));

@@ -128,13 +128,7 @@ void register_sigmoid(py::module_& m) {
         py::arg("ignore_index"), py::arg("loss_out"), py::arg("grad_out"),
         py::arg("grad_output"),
         "Binary focal loss kernel. Returns (status_code, bad_index, reduced_loss, count).");
-  static PyMethodDef def = {
-      "sigmoid_fast",
-      reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&fast::fastcall<&sigmoid_fast, 10>)),
-      METH_FASTCALL,
-      "The public functions' fast path: their result, or None where the Python layer "
-      "must check the arguments."};
-  fast::add_fastcall(m, def);
+  fast::add_fastcall<&sigmoid_fast, 10>(m, "sigmoid_fast");
 }
 
 }  // namespace focal_native_bindings

@@ -132,13 +132,7 @@ void register_softmax(py::module_& m) {
         py::arg("label_smoothing"), py::arg("reduction"), py::arg("ignore_index"),
         py::arg("loss_out"), py::arg("grad_out"), py::arg("grad_output"),
         "Softmax focal loss kernel. Returns (status_code, bad_index, reduced_loss, count).");
-  static PyMethodDef def = {
-      "softmax_fast",
-      reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&fast::fastcall<&softmax_fast, 11>)),
-      METH_FASTCALL,
-      "The public functions' fast path: their result, or None where the Python layer "
-      "must check the arguments."};
-  fast::add_fastcall(m, def);
+  fast::add_fastcall<&softmax_fast, 11>(m, "softmax_fast");
 }
 
 }  // namespace focal_native_bindings

@@ -204,13 +204,6 @@ FOCAL_NATIVE_INLINE void log_hilo(double x, double& hi, double& lo) noexcept {
   lo = special ? 0.0 : lo;
 }
 
-template <Prec P>
-FOCAL_NATIVE_INLINE double log_pos(double x) noexcept {
-  double hi, lo;
-  log_hilo<P>(x, hi, lo);
-  return hi + lo;
-}
-
 // 1/u for u in [1, 2]. Full: a division. Single: the linear minimax start
 // 24/17 - 8u/17 (relative error 1/17) and three Newton steps (error squares
 // each step: < 2^-32), about a third of the cost of a vector division.
