@@ -128,6 +128,7 @@ FN_TEST(sigmoid_elementwise_hard_double_uint8) { elementwise_hard<double, std::u
 FN_TEST(sigmoid_elementwise_hard_float_uint8) { elementwise_hard<float, std::uint8_t>("uint8", 2, 700); }
 FN_TEST(sigmoid_elementwise_hard_double_int32) { elementwise_hard<double, std::int32_t>("int32", 3, 300); }
 FN_TEST(sigmoid_elementwise_hard_float_bool) { elementwise_hard<float, bool>("bool", 4, 300); }
+FN_TEST(sigmoid_elementwise_hard_double_bool) { elementwise_hard<double, bool>("bool", 5, 300); }
 
 template <class T>
 void elementwise_soft(std::uint64_t seed, std::size_t n) {

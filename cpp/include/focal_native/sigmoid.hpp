@@ -481,6 +481,13 @@ Status sigmoid_labels(const T* z, const L* lab, ClassLayout lay, const SigmoidOp
 template <class T, class Y, bool Labels>
 Status sigmoid_dispatch(const T* z, const Y* y, ClassLayout lay, const SigmoidOptions& o,
                         T* loss_out, T* grad_out, const T* up) noexcept {
+  if constexpr (std::is_same_v<Y, bool>) {
+    // bool targets are read as their bytes (0 or 1): GCC vectorizes no
+    // conversion from bool, and the scalar target loop cost a quarter of the
+    // float32 kernel's time (0.88 -> 0.68 ns/element, loss only).
+    return sigmoid_dispatch<T, unsigned char, Labels>(
+        z, reinterpret_cast<const unsigned char*>(y), lay, o, loss_out, grad_out, up);
+  }
   if (sigmoid_options_bad(o) || lay.outer < 0 || lay.classes < 0 || lay.inner < 0) {
     Status st;
     st.code = Status::bad_argument;
