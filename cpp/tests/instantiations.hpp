@@ -47,6 +47,7 @@
   X(EXT, float, std::uint8_t)                     \
   X(EXT, double, std::int32_t)                    \
   X(EXT, float, bool)                             \
+  X(EXT, double, bool)                            \
   X(EXT, double, double)                          \
   X(EXT, float, float)
 
