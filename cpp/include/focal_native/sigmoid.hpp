@@ -30,13 +30,11 @@ inline constexpr Prec prec_for = std::is_same_v<T, float> ? Prec::single : Prec:
 template <class T>
 inline constexpr bool is_supported_value = std::is_same_v<T, float> || std::is_same_v<T, double>;
 
-// Whether a hard (integer or bool) binary target is outside {0, 1}.
+// Whether a hard (integer) binary target is outside {0, 1}. (bool targets
+// reach the kernels as unsigned char; see sigmoid_dispatch.)
 template <class Y>
 FOCAL_NATIVE_INLINE bool hard_target_bad(Y y) noexcept {
-  if constexpr (std::is_same_v<Y, bool>) {
-    (void)y;
-    return false;
-  } else if constexpr (std::is_signed_v<Y>) {
+  if constexpr (std::is_signed_v<Y>) {
     return y < 0 || y > 1;
   } else {
     return y > 1;
