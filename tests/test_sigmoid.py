@@ -894,6 +894,29 @@ def test_subnormal_soft_targets_are_not_flushed(dtype):
     ft.assert_close(lo, expected)
 
 
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0])
+def test_subnormal_alpha_is_not_flushed(isa, gamma):
+    """A subnormal alpha times a large -log p_t is a normal loss: the kernels run with
+    flush-to-zero, so alpha_t must not pass through an arithmetic step on its own.
+    Hard targets (bool, int, float 0/1) and soft ones (y = 1 exactly selects alpha)."""
+    z = np.array([-16000.0, -1e300, -30.0, 5.0, 16000.0])
+    t = np.array([1, 1, 1, 0, 0])
+    tiny = float(np.finfo(np.float64).tiny)
+    for alpha in (2.225073858507e-311, 5e-324, 0.5 * tiny):
+        for tt in (t, t.astype(bool), t.astype(np.float64)):
+            kw = dict(alpha=alpha, gamma=gamma, reduction="none")
+            lo = fn.sigmoid_focal_loss(z, tt, **kw)
+            e = ref.sigmoid_focal_loss(z, tt, **kw)
+            assert e[1] > tiny  # (a subnormal alpha times 1e300)
+            ft.assert_close(lo, e, err_msg=f"alpha={alpha} targets {tt.dtype}")
+    # 1 - alpha subnormal cannot happen (1 - alpha >= 2^-53 or 0); alpha_t of a soft
+    # target in (0, 1) is then at least min(y, 1 - y) (1 - alpha) or alpha: normal.
+    y = np.array([1.0, 0.75, 1.0])
+    z2 = np.array([-16000.0, -16000.0, -1e300])
+    kw = dict(alpha=2.225073858507e-311, gamma=gamma, reduction="none")
+    ft.assert_close(fn.sigmoid_focal_loss(z2, y, **kw), ref.sigmoid_focal_loss(z2, y, **kw))
+
+
 def test_float32_reduction_overflow_is_silent_like_none():
     z = np.array([1.7e38], dtype=np.float32)
     t = np.array([0])

@@ -90,7 +90,8 @@ FOCAL_NATIVE_INLINE LossGrad sigmoid_hard(double z, bool pos, const SigmoidConst
   } else {
     qg = pow_from_log<P, G>(q, 0.0, 0.0, c.gamma);
   }
-  const double w = select_bits(pos, c.alpha_pos, c.alpha_neg) * qg;
+  const double at = select_bits(pos, c.alpha_pos, c.alpha_neg);
+  const double w = at * qg;
   double dz = 0.0;
   if constexpr (WantGrad) {
     double inner = q;
@@ -101,9 +102,11 @@ FOCAL_NATIVE_INLINE LossGrad sigmoid_hard(double z, bool pos, const SigmoidConst
     const double g = w * inner;
     dz = select_bits(pos, -g, g);
   }
-  // A zero weight (alpha = 0 or 1, or q^g = 0) wins over an infinite ce, not
-  // over a NaN one (a NaN logit): NaN in, NaN out.
-  return {select_bits(w == 0.0 && ce == ce, 0.0, w * ce), dz};
+  // The loss as alpha_t (q^g ce): q^g ce is at least the loss when alpha_t <=
+  // 1, so flush-to-zero cannot drop a normal loss (a subnormal alpha times a
+  // large ce). A zero alpha_t wins over an infinite ce (q^g = 0 comes only
+  // with a finite ce), not over a NaN one (a NaN logit): NaN in, NaN out.
+  return {select_bits(at == 0.0 && ce == ce, 0.0, at * (qg * ce)), dz};
 }
 
 // Soft target y in (0, 1) (torchvision / Keras semantics).
@@ -130,7 +133,13 @@ FOCAL_NATIVE_INLINE LossGrad sigmoid_soft(double z, double y, const SigmoidConst
   } else {
     wg = pow_from_log<P, G>(w, 0.0, 0.0, c.gamma);
   }
-  const double at = mul_add(c.alpha_pos, y, c.alpha_neg * omy);
+  // alpha_t, selected (not computed) for y = 0 and y = 1: the only targets
+  // for which it can be subnormal (a subnormal alpha with y = 1), and an
+  // arithmetic result would be flushed to 0. The loss is then formed as in
+  // sigmoid_hard.
+  const double at = select_bits(omy == 0.0, c.alpha_pos,
+                                select_bits(y == 0.0, c.alpha_neg,
+                                            mul_add(c.alpha_pos, y, c.alpha_neg * omy)));
   const double f = at * wg;
   double dz = 0.0;
   if constexpr (WantGrad) {
@@ -143,7 +152,7 @@ FOCAL_NATIVE_INLINE LossGrad sigmoid_soft(double z, double y, const SigmoidConst
     }
     dz = f * bracket;
   }
-  return {select_bits(f == 0.0 && ce == ce, 0.0, f * ce), dz};
+  return {select_bits(at == 0.0 && ce == ce, 0.0, at * (wg * ce)), dz};
 }
 
 }  // namespace detail
