@@ -979,29 +979,25 @@ def test_zero_weight_with_overflowing_shift_is_zero(smoothing):
     ft.assert_close(gr, e_gr)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (minor): a subnormal alpha (float64) is read as 0 (denormals-are-zero in "
-    "the kernels): logits [-16000, 0, 0], target 0, gamma 0.5, alpha 2.2e-311 give loss 0; "
-    "exact 3.56e-307 is a normal number",
-)
-def test_subnormal_alpha_is_not_flushed():
+@pytest.mark.parametrize("smoothing", [0.0, 0.25], ids=["index", "smoothed"])
+def test_subnormal_alpha_is_not_flushed(isa, smoothing):
+    """A subnormal weight times a large -log p is a normal loss (flush-to-zero
+    must not read the weight as 0): logits [-16000, 0, 0], target 0, alpha 2.2e-311."""
     z = np.array([[-16000.0, 0.0, 0.0]])
     for alpha in (2.225073858507e-311, [2.225073858507e-311, 1.0, 1.0]):
-        lo = fn.softmax_focal_loss(z, np.array([0]), alpha=alpha, gamma=0.5)
-        e = ref.softmax_focal_loss(z, np.array([0]), alpha=alpha, gamma=0.5)
+        kw = dict(alpha=alpha, gamma=0.5, label_smoothing=smoothing, reduction="none")
+        lo = fn.softmax_focal_loss(z, np.array([0]), **kw)
+        e = ref.softmax_focal_loss(z, np.array([0]), **kw)
         assert e[0] > np.finfo(np.float64).tiny
         ft.assert_close(lo, e)
+        dense = np.array([[1.0, 0.0, 0.0]])
+        ft.assert_close(fn.softmax_focal_loss(z, dense, **kw), ref.softmax_focal_loss(z, dense, **kw))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (minor): dense / smoothed targets form alpha_k * (-log p_k) before "
-    "multiplying by y_k, so it overflows to inf although the loss is finite: logits "
-    "[1e308, 0], targets [0.75, 0.25], alpha 2, gamma 0: inf (exact 5e307)",
-)
 @pytest.mark.parametrize("smoothed", [False, True], ids=["dense", "smoothed"])
 def test_dense_loss_intermediate_overflow(smoothed):
+    """alpha_k (-log p_k) overflows (2 * 1e308) although y_k alpha_k (-log p_k) does
+    not: logits [1e308, 0], targets [0.75, 0.25], alpha 2, gamma 0: loss 5e307."""
     z = np.array([[1e308, 0.0]])
     if smoothed:
         t, kw = np.array([1]), dict(label_smoothing=0.5)  # y = [0.25, 0.75]
@@ -1154,16 +1150,9 @@ def test_sigmoid_class_indices_equal_expanded_one_hot(isa, dtype, layout):
             ft.assert_bitwise_equal(np.asarray(li2), np.asarray(li))
 
 
-GRAD_SCALE_OVERFLOW_BUG = (
-    "BUG (found by test_fuzz_api, 2026-11-27): the softmax kernels form each position's "
-    "gradient scale grad_output / normalizer before multiplying the per-class term, so a "
-    "normalizer near DBL_MIN with grad_output 17 overflows that scale to inf although the "
-    "gradient (9.43e304) is finite. The binary kernels multiply the term by 1/normalizer first."
-)
-
-
-@pytest.mark.xfail(strict=True, raises=pytest.fail.Exception, reason=GRAD_SCALE_OVERFLOW_BUG)
 def test_finite_gradient_near_overflow_with_tiny_normalizer():
+    """grad_output / normalizer overflows (17 / DBL_MIN) while the gradient, that
+    scale times a small p_k, is finite (found by test_fuzz_api)."""
     z = np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 9.0]])
     t = np.array([[1.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
     kw = dict(gamma=0.0, reduction="none", axis=1, normalizer=np.finfo(np.float64).tiny)
@@ -1172,3 +1161,144 @@ def test_finite_gradient_near_overflow_with_tiny_normalizer():
     want = ref.softmax_focal_loss_grad(z, t, grad_output=up, **kw)
     assert np.isfinite(want[1, 1]) and want[1, 1] > 9e304
     ft.assert_close(got[1], want[1])
+
+
+# --------------------------------------------------------------------------
+# The bottom and the top of the double range
+# --------------------------------------------------------------------------
+
+# (name, shape builder from C, axis): rows of >= 32 classes are processed row by row,
+# shorter ones through a class-major copy, NCHW column-wise.
+EXTREME_LAYOUTS = [
+    ("NC", lambda n, c: (n, c), -1),
+    ("NCHW", lambda n, c: (1, c, n, 1), 1),
+]
+
+
+def _rows_won_by_700(rng, n, classes, offset=5.0):
+    """Rows whose labelled class wins by 690 or more, the other logits 690 to 760 below:
+    1 - p_c is near e^-690 and part of it comes from exponentials below DBL_MIN
+    (e^-708.4), which are ulp-sized next to it."""
+    z = offset - rng.uniform(690.0, 760.0, size=(n, classes))
+    lab = rng.integers(0, classes, size=n)
+    z[np.arange(n), lab] = offset
+    # one class at exactly 690 below, and (C > 2) one just below the flush threshold
+    other = (lab + 1) % classes
+    z[np.arange(n), other] = offset - 690.0
+    if classes > 2:
+        z[np.arange(n), (lab + 2) % classes] = offset - 709.0
+    return z, lab
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.01])
+@pytest.mark.parametrize("classes", [2, 3, 10, 40])
+@pytest.mark.parametrize("layout", EXTREME_LAYOUTS, ids=[x[0] for x in EXTREME_LAYOUTS])
+def test_rows_won_by_700_keep_their_smallest_exponentials(layout, classes, gamma):
+    """float64, gamma ~ 0: the loss is log1p(S_o) with S_o = sum of the other
+    exponentials, near e^-690, and it must not lose the terms below DBL_MIN (they
+    were flushed, 1e7 ulp off). Index, one-hot and smoothed targets, every ISA, the
+    gradient also written over the logits."""
+    name, shape_of, axis = layout
+    rng = rng_for("underflow-rows", name, classes)
+    n = 150  # more than one tile of positions
+    z, lab = _rows_won_by_700(rng, n, classes)
+    if name == "NCHW":
+        z = np.ascontiguousarray(np.moveaxis(z, -1, 0)).reshape(shape_of(n, classes))
+        lab = lab.reshape(1, n, 1)
+    kw = dict(gamma=gamma, axis=axis, reduction="none")
+    loss, grad = compare_all(z, lab, **kw)
+    # The flushed terms are ~1e-308 next to sums near 2e-300, under compare_all's
+    # atol: relative checks of the loss and of the labelled class's gradient (F q).
+    e_loss, e_grad = oracle(z, lab, **kw)
+    assert np.all(loss > 1e-305), loss.min()
+    ft.assert_close(loss, e_loss, atol=0.0, err_msg="loss, relative")
+    own = np.take_along_axis(grad, np.expand_dims(lab, axis), axis)
+    e_own = np.take_along_axis(e_grad, np.expand_dims(lab, axis), axis)
+    ft.assert_close(own, e_own, atol=0.0, err_msg="labelled class's gradient, relative")
+    # gradient in place over the logits: the same bits
+    for name_isa in ft.ISAS:
+        with on_isa(name_isa):
+            _, g_ref = fn.softmax_focal_loss_with_grad(z, lab, **kw)
+            zi = z.copy()
+            fn.softmax_focal_loss_grad(zi, lab, out=zi, **kw)
+            ft.assert_bitwise_equal(zi, g_ref, f"in place, isa={name_isa}")
+    hot = np.moveaxis(np.eye(classes)[lab], -1, axis % z.ndim).astype(np.float64)
+    compare_all(z, hot, **kw)
+    compare_all(z, lab, label_smoothing=1e-9, **kw)
+
+
+def _scaled_grad_expected(z, t, up, normalizer, **kw):
+    """The oracle's gradient for grad_output 1 and normalizer 1, times up / normalizer
+    in long double (80-bit here: no intermediate overflow), rounded once to float64;
+    and the tolerance scale of dense / smoothed gradients (a difference of terms)
+    times the same factor."""
+    g = ref.softmax_focal_loss_grad(z, t, normalizer=1.0, **kw)
+    ax = kw.get("axis", -1) % z.ndim
+    f = np.expand_dims(np.asarray(up, dtype=np.longdouble), ax) / np.longdouble(normalizer)
+    term = np_softmax_focal(z, t, reduction="none", **kw)[2]
+    with np.errstate(over="ignore", invalid="ignore"):
+        want = (np.asarray(g, dtype=np.longdouble) * f).astype(np.float64)
+        scale = (np.asarray(term, dtype=np.longdouble) * np.abs(f)).astype(np.float64)
+    return want, np.where(np.isfinite(scale), scale, 0.0)
+
+
+@pytest.mark.parametrize("kind", ["index", "smoothed", "dense"])
+@pytest.mark.parametrize("classes", [3, 40])
+@pytest.mark.parametrize("layout", EXTREME_LAYOUTS, ids=[x[0] for x in EXTREME_LAYOUTS])
+@pytest.mark.parametrize("dtype", DTYPES, ids=DT_IDS)
+def test_gradient_scales_beyond_the_double_range(dtype, layout, classes, kind):
+    """grad_output / normalizer far above DBL_MAX (a normalizer near DBL_MIN): where the
+    gradient, that scale times a small p_k, is finite, it is returned, and where it
+    overflows the result is inf; positions with ordinary scales in the same tiles keep
+    their values."""
+    name, shape_of, axis = layout
+    rng = rng_for("big-scales", name, classes, kind, np.dtype(dtype).name)
+    n = 150
+    zr = rng.normal(0.0, 3.0, size=(n, classes))
+    lab = rng.integers(0, classes, size=n)
+    zr[np.arange(n), lab] += rng.uniform(0.0, 40.0, size=n)  # some p_k down to e^-40
+    big = float(np.finfo(dtype).max)
+    up = rng.choice([0.0, 1.0, -1.0, 17.0, 1e-3, big, -big, 3e-30], size=n)
+    if dtype == F64:
+        up[rng.random(n) < 0.3] = 1e300
+    zr = zr.astype(dtype)
+    up = up.astype(dtype)
+    if name == "NCHW":
+        z = np.ascontiguousarray(np.moveaxis(zr, -1, 0)).reshape(shape_of(n, classes))
+        pshape = (1, n, 1)
+    else:
+        z, pshape = zr, (n,)
+    lab = lab.reshape(pshape)
+    up = up.reshape(pshape)
+    kw = dict(gamma=2.0, axis=axis, alpha=[0.25 + k % 3 for k in range(classes)])
+    if kind == "dense":
+        t = np.moveaxis(rng.dirichlet(np.ones(classes), size=pshape), -1, axis % z.ndim)
+        t = np.ascontiguousarray(t).astype(dtype)
+    else:
+        t = lab
+        if kind == "smoothed":
+            kw["label_smoothing"] = 0.1
+    tiny = float(np.finfo(np.float64).tiny)
+    for normalizer in (tiny, 3 * tiny, 1.0):
+        want, sc = _scaled_grad_expected(z.astype(np.float64), t, up, normalizer, **kw)
+        if dtype == F32:
+            want = round_overflow(want, dtype)
+        if dtype == F64 and normalizer < 1.0:
+            # the case in point: finite gradients from a scale beyond DBL_MAX
+            assert np.sum(np.isfinite(want) & (np.abs(want) > 1e300)) >= 5
+        for name_isa in ft.ISAS:
+            with on_isa(name_isa):
+                got = fn.softmax_focal_loss_grad(
+                    z, t, grad_output=up, normalizer=normalizer, reduction="none", **kw
+                )
+            msg = f"isa={name_isa} normalizer={normalizer}"
+            ft.assert_close(got, want, scale=sc if kind != "index" else None, err_msg=msg)
+    # reduced with a tiny normalizer: the scale 1 / (normalizer * count) is ~2^1022 / n
+    for red in ("mean", "sum"):
+        g = fn.softmax_focal_loss_grad(z, t, normalizer=tiny, reduction=red, **kw)
+        count = n if red == "mean" else 1
+        want, sc = _scaled_grad_expected(
+            z.astype(np.float64), t, np.full(pshape, 1.0 / count), tiny, **kw
+        )
+        want = round_overflow(want, dtype) if dtype == F32 else want
+        ft.assert_close(g, want, scale=sc if kind != "index" else None, err_msg=red)

@@ -26,11 +26,12 @@ terms* (|y_j F_j| (1 - p_j) + p_j sum_{k != j} |y_k F_k|); ulps relative to
 the exact value are reported only where the terms do not cancel
 (|exact| >= scale / 16).
 
-Known exceedance (reported; marked xfail(strict=True) on its own case): float64,
-gamma = 0, rows won by 700+ (``underflow-*`` families): exponentials below
-DBL_MIN are dropped although they are ulp-sized next to e^-700 (UNDERFLOW_BUG).
-Before d542713 float64 also exceeded 8 ulp for gamma >= 2 (C = 80: up to 18 ulp)
-from the plain sum of exponentials; that case is now held to 8 ulp like the rest.
+Rows won by 700+ (``underflow-*`` families, float64): the exponentials below
+DBL_MIN are ulp-sized next to a sum near e^-700, which is the loss for gamma = 0;
+they were once flushed (up to 1e7 ulp); such rows now take a sum scaled by 2^K
+(softmax.hpp, sum_exp_scaled). Before d542713 float64 also exceeded 8 ulp for
+gamma >= 2 (C = 80: up to 18 ulp) from the plain sum of exponentials; that case
+is now held to 8 ulp like the rest.
 
 The maxima reached are printed (run with -s), kept in
 ``focal_testing.ULP_RECORDS`` and listed in pytest's terminal summary.
@@ -306,32 +307,9 @@ def test_index_targets_within_8_ulp(dtype, classes, gamma):
     )
 
 
-UNDERFLOW_BUG = (
-    "BUG (float64, gamma = 0): with denormals flushed, the exponentials below DBL_MIN "
-    "(z_k - m < -708.4) are dropped from S_o although they are ulp-sized next to a sum near "
-    "e^-700: logits [0, -700, -720], target 0: loss 9.85967654375977e-305, exact "
-    "9.85967656408208e-305 (relative error 2e-9, 1e7 ulp); C = 10 row [-700, -705.75, "
-    "-706.5, -708.5, -704.25, 0, -707.75, -708.5, -709.75, -702.5], target 5: relative "
-    "error 4e-4. (The flush of normal results in (-708.4, -708] was fixed in d542713.)"
-)
-
-
 @pytest.mark.parametrize(
     ("dtype", "gamma"),
-    [
-        pytest.param(
-            d,
-            g,
-            id=f"{d.name}-{gamma_kind(g)}",
-            marks=(
-                [pytest.mark.xfail(strict=True, reason=UNDERFLOW_BUG)]
-                if (d == F64 and g == 0.0)
-                else []
-            ),
-        )
-        for d in DTYPES
-        for g in GAMMAS
-    ],
+    [pytest.param(d, g, id=f"{d.name}-{gamma_kind(g)}") for d in DTYPES for g in GAMMAS],
 )
 def test_index_targets_near_underflow_within_8_ulp(dtype, gamma):
     """Rows won by 700+: 1 - p_c and the other p_k are at the bottom of the double range."""

@@ -41,8 +41,11 @@ struct SoftmaxConsts {
   std::int64_t classes;
 };
 
+// (With alpha_scale == 1 the product is skipped, not merely exact: under
+// flush-to-zero a subnormal class weight times 1 would come out as 0.)
 FOCAL_NATIVE_INLINE double class_alpha(const SoftmaxConsts& c, std::int64_t k) noexcept {
-  return c.alpha ? c.alpha[k] * c.alpha_scale : c.alpha_scale;
+  return c.alpha ? (c.alpha_scale == 1.0 ? c.alpha[k] : c.alpha[k] * c.alpha_scale)
+                 : c.alpha_scale;
 }
 
 // exp(z - m) with the conventions that make infinite logits well defined:
@@ -120,17 +123,17 @@ FOCAL_NATIVE_INLINE HiLo log_one_minus_p(double p, double s_other, double log_s)
 }
 
 // F = alpha q^g (g p (log p)/q - 1), the factor of the gradient, and the loss
-// alpha q^g (-log p), for one class with probability p (NUMERICS.md).
+// alpha y q^g (-log p), for one class with probability p and target weight y
+// (HasY: dense or smoothed targets; otherwise y = 1) (NUMERICS.md).
 struct FocalTerms {
   double loss;
   double f;
 };
 
-template <Prec P, GammaKind G>
+template <Prec P, GammaKind G, bool HasY = false>
 FOCAL_NATIVE_INLINE FocalTerms focal_terms(double alpha, double p, double log_p, double q,
-                                           HiLo lq, double gamma) noexcept {
+                                           HiLo lq, double gamma, double y = 1.0) noexcept {
   const double qg = pow_from_log<P, G>(q, lq.hi, lq.lo, gamma);
-  const double w = alpha * qg;
   double inner = -1.0;
   if constexpr (G != GammaKind::zero) {
     // (log p)/q -> -1 as q -> 0; p log p -> 0 as p -> 0.
@@ -138,8 +141,21 @@ FOCAL_NATIVE_INLINE FocalTerms focal_terms(double alpha, double p, double log_p,
     const double t = p == 0.0 ? 0.0 : p * ratio;
     inner = mul_add(gamma, t, -1.0);
   }
-  // A zero weight wins over log p = -inf.
-  return {w == 0.0 ? 0.0 : w * -log_p, w * inner};
+  // The loss as alpha (y (q^g (-log p))): the factors in parentheses are at
+  // most 1 besides -log p, so no intermediate overflows where the loss is
+  // finite, and none is smaller than the loss when alpha <= 1 (so flush-to-
+  // zero cannot drop a normal loss: a subnormal alpha times a large -log p
+  // survives). q^g = 0 only where p = 1 and log p = 0, so no 0 * inf here;
+  // a zero weight (alpha or y) wins over log p = -inf.
+  double v = qg * -log_p;
+  bool zero = alpha == 0.0;
+  if constexpr (HasY) {
+    v = y * v;
+    zero = zero || y == 0.0;
+  } else {
+    (void)y;
+  }
+  return {zero ? 0.0 : alpha * v, (alpha * qg) * inner};
 }
 
 // A compensated sum (TwoSum per addition, eight interleaved lanes): for
@@ -258,6 +274,66 @@ FOCAL_NATIVE_INLINE double sum_exp_except(const T* row, std::int64_t stride, std
   }
 }
 
+// x 2^-k for k >= 0, in exact steps while x stays normal.
+FOCAL_NATIVE_INLINE double scale_down_pow2(double x, int k) noexcept {
+  for (; k > 1000; k -= 1000) x *= 0x1p-1000;
+  return x * double_of(static_cast<std::uint64_t>(1023 - k) << 52);
+}
+
+// float64 rows won by more than -ln(DBL_MIN) = 708.4: the exponentials of
+// the classes that far below the maximum are flushed to 0 by exp_nonpos (and
+// flush-to-zero), but when the maximum is the class left out of the sum,
+// S_o = sum_{k != skip} exp(z_k - m) is itself near the bottom of the range,
+// and those terms are ulp-sized next to it (1 - p_skip = S_o / S, and
+// -log p_skip = log1p(S_o), are normal numbers). Whether a row needs this is
+// decided from its maximum and minimum before any exponential is taken, so
+// the logits are still unread by a gradient written in place.
+FOCAL_NATIVE_INLINE bool needs_scaled_sum(double zskip, double m, double lo) noexcept {
+  return zskip == m && m - lo > 708.0 && m <= std::numeric_limits<double>::max();
+}
+
+// sum_{k != skip} exp(z(k) - m) for float64 data with a finite maximum m,
+// without the flush: each term is evaluated as exp(z_k - m + K ln2), with K
+// chosen from the largest z_k (k != skip) so that the largest term is in
+// [1/4, 1), summed (compensated), and the sum is multiplied by 2^-K (exact
+// where the result is normal). The terms then lost to the flush are below
+// 2^-(K + 1022), far below the last bit of the sum.
+template <class T>
+FOCAL_NATIVE_INLINE double sum_exp_scaled(const T* row, std::int64_t stride, std::int64_t C,
+                                          double m, std::int64_t skip) noexcept {
+  double m2 = -std::numeric_limits<double>::infinity();
+  for (std::int64_t k = 0; k < C; ++k) {
+    const double v = static_cast<double>(row[k * stride]);
+    if (k != skip && v > m2) m2 = v;
+  }
+  if (!(m2 > -std::numeric_limits<double>::infinity())) return 0.0;
+  double d2, d2lo;
+  two_sum(m2, -m, d2, d2lo);
+  (void)d2lo;
+  // K with K ln2 <= -(m2 - m) - ln2: the scaled exponents stay <= 0. Past
+  // 2000 the sum is far below the double range anyway.
+  const double kf = -d2 * 0x1.71547652b82fep0 - 1.0;
+  const int K = kf < 0.0 ? 0 : (kf > 2000.0 ? 2000 : static_cast<int>(kf));
+  const double kd = static_cast<double>(K);
+  double sum = 0.0, comp = 0.0;
+  for (std::int64_t k = 0; k < C; ++k) {
+    if (k == skip) continue;
+    const double v = static_cast<double>(row[k * stride]);
+    double hi, lo;
+    two_sum(v, -m, hi, lo);  // v - m exactly (v finite or -inf)
+    if (!(hi > -std::numeric_limits<double>::infinity())) continue;
+    double x, err;
+    two_sum(hi, kd * kLn2Hi, x, err);  // kd * kLn2Hi is exact (K < 2^11)
+    const double xl = (lo + err) + kd * kLn2Lo;
+    const double e = exp_nonpos<Prec::full>(x < 0.0 ? x : 0.0) * (1.0 + xl);
+    double t, te;
+    two_sum(sum, e, t, te);
+    sum = t;
+    comp += te;
+  }
+  return scale_down_pow2(sum + comp, K);
+}
+
 // Per-position state of a tile.
 struct SoftmaxTile {
   double m[kSoftmaxTile];      // row maximum
@@ -273,7 +349,10 @@ struct SoftmaxTile {
   double t_all[kSoftmaxTile];  // dense: T = sum_k y_k F_k
   double fq[kSoftmaxTile];     // index: gradient of the labelled class, F q
   double nfs[kSoftmaxTile];    // index: -F / S (times exp(z_k - m): gradient of class k)
-  double scale[kSoftmaxTile];  // gradient scale of the position (0 when ignored)
+  double scale[kSoftmaxTile];  // gradient scale of the position (0 when ignored), times 1/post
+  double post[kSoftmaxTile];   // powers of two the gradient is multiplied by last (when
+  double post2[kSoftmaxTile];  // big): post, then post2
+  bool big;                    // some scale is split as scale * post (see split_big_scales)
   std::int64_t live[kSoftmaxTile];  // 1 when the position counts (not ignored, label valid); 64-bit like the doubles, so loops vectorize
   std::int64_t n_live;             // how many positions of the tile count
   double loss[kSoftmaxTile];
@@ -351,10 +430,14 @@ struct IndexKernel {
         const double lo = static_cast<double>(lt);
         tl.m[t] = m;
         T* park = Park ? go + g.at(t, 0) : nullptr;  // go may be null without parking
+        double scaled = -1.0;  // read before any parking
+        if constexpr (P == Prec::full)
+          if (c >= 0 && needs_scaled_sum(tl.zc[t], m, lo)) scaled = sum_exp_scaled(row, 1, C, m, c);
         if (float_exp_ok<T>(m, lo))
           tl.s[t] = sum_exp_except<P, Park, std::is_same_v<T, float>>(row, 1, C, m, tl.c[t], park);
         else
           tl.s[t] = sum_exp_except<P, Park, false>(row, 1, C, m, tl.c[t], park);
+        if (scaled >= 0.0) tl.s[t] = scaled;
       }
     }
   }
@@ -419,6 +502,25 @@ struct IndexKernel {
         }
       }
       label_logits(z, g, tl);
+      // float64 rows at the bottom of the range (see needs_scaled_sum):
+      // their sums, before the exponentials are parked. (tl.sc: the minimum.)
+      alignas(64) double scaled[kSoftmaxTile];
+      bool any_scaled = false;
+      if constexpr (P == Prec::full) {
+        int any = 0;
+        FOCAL_NATIVE_PRAGMA(omp simd reduction(| : any))
+        for (std::int64_t t = 0; t < g.n; ++t)
+          any |= tl.c[t] >= 0 && needs_scaled_sum(tl.zc[t], tl.m[t], tl.sc[t]);
+        any_scaled = any != 0;
+        if (any_scaled) {
+          for (std::int64_t t = 0; t < g.n; ++t) {
+            const std::int64_t c = tl.c[t];
+            scaled[t] = c >= 0 && needs_scaled_sum(tl.zc[t], tl.m[t], tl.sc[t])
+                            ? sum_exp_scaled(z + g.at(t, 0), g.kstride, C, tl.m[t], c)
+                            : -1.0;
+          }
+        }
+      }
       FOCAL_NATIVE_SIMD
       for (std::int64_t t = 0; t < g.n; ++t) {
         tl.mf[t] = static_cast<float>(tl.m[t]);
@@ -467,6 +569,10 @@ struct IndexKernel {
       if constexpr (P == Prec::full) {
         FOCAL_NATIVE_SIMD
         for (std::int64_t t = 0; t < g.n; ++t) tl.s[t] += tl.sc[t];
+        if (any_scaled) {
+          for (std::int64_t t = 0; t < g.n; ++t)
+            if (scaled[t] >= 0.0) tl.s[t] = scaled[t];
+        }
       }
     }
   }
@@ -526,13 +632,25 @@ struct IndexKernel {
   // from the logits (element k is read before it is written, so the gradient
   // may overwrite the logits). Used for float32 data when a scale above 1
   // could lift an exponential that float parking flushed (below FLT_MIN).
+  // Tiles with split scales (tl.big) come here too: the product is formed
+  // with the reduced scale and multiplied by post (exact) last.
   static FOCAL_NATIVE_INLINE void grad_recompute(const T* z, T* go, const TileGeom& g,
                                                  std::int64_t C, const SoftmaxTile& tl) noexcept {
+    if (tl.big)
+      grad_recompute_impl<true>(z, go, g, C, tl);
+    else
+      grad_recompute_impl<false>(z, go, g, C, tl);
+  }
+  template <bool Post>
+  static FOCAL_NATIVE_INLINE void grad_recompute_impl(const T* z, T* go, const TileGeom& g,
+                                                      std::int64_t C,
+                                                      const SoftmaxTile& tl) noexcept {
     for (std::int64_t k = 0; k < C; ++k) {
       for (std::int64_t t = 0; t < g.n; ++t) {
         const std::int64_t j = g.at(t, k);
         const double e = exp_shifted<P>(static_cast<double>(z[j]), tl.m[t]);
-        const double gk = k == tl.c[t] ? tl.fq[t] : tl.nfs[t] * e;
+        double gk = k == tl.c[t] ? tl.fq[t] : tl.nfs[t] * e;
+        if constexpr (Post) gk = (gk * tl.post[t]) * tl.post2[t];
         go[j] = static_cast<T>(tl.live[t] != 0 ? gk : 0.0);
       }
     }
@@ -660,9 +778,19 @@ struct DenseKernel {
       tl.m[t] = nan ? std::numeric_limits<double>::quiet_NaN() : m;
       tl.a[t] = static_cast<double>(am);
     }
-    for (std::int64_t t = 0; t < g.n; ++t)
-      tl.s[t] = sum_exp_except<P>(z + g.at(t, 0), g.kstride, C, tl.m[t],
-                                  static_cast<std::int64_t>(tl.a[t]));
+    for (std::int64_t t = 0; t < g.n; ++t) {
+      const T* row = z + g.at(t, 0);
+      const auto am = static_cast<std::int64_t>(tl.a[t]);
+      tl.s[t] = sum_exp_except<P>(row, g.kstride, C, tl.m[t], am);
+      if constexpr (P == Prec::full) {
+        // The arg-max is the class left out (see needs_scaled_sum): a sum at
+        // the bottom of the range is redone without the flush. (Nothing is
+        // written to the gradient before pass 4, so the row is intact.)
+        if (C > 1 && tl.s[t] < static_cast<double>(C - 1) * 0x1p-966 &&
+            tl.m[t] <= std::numeric_limits<double>::max())
+          tl.s[t] = sum_exp_scaled(row, g.kstride, C, tl.m[t], am);
+      }
+    }
   }
 
   // Probability terms of element (t, k): p, log p, and (via focal_terms_of)
@@ -704,11 +832,10 @@ struct DenseKernel {
         const double so = s_other(k, tl, t);
         const double q = one_minus_p(e.p, so, tl.inv_s[t]);
         const double yk = target(y, g, sc, tl, t, k, label);
-        const FocalTerms ft = focal_terms<P, G>(class_alpha(sc, k), e.p, e.log_p, q,
-                                                log_one_minus_p<P>(e.p, so, log_s), sc.gamma);
-        const double yl = yk == 0.0 ? 0.0 : yk * ft.loss;  // 0 * inf -> 0
+        const FocalTerms ft = focal_terms<P, G, true>(
+            class_alpha(sc, k), e.p, e.log_p, q, log_one_minus_p<P>(e.p, so, log_s), sc.gamma, yk);
         const double yf = yk * ft.f;
-        loss += yl;
+        loss += ft.loss;
         tall += yf;
         trest += k == am ? 0.0 : yf;
       }
@@ -726,6 +853,8 @@ struct DenseKernel {
         const std::int64_t label = labels ? labels[t] : -1;
         const std::int64_t am = static_cast<std::int64_t>(tl.a[t]);
         const double tall = tl.t_all[t], trest = tl.q[t], scale = tl.scale[t];
+        const double post = tl.big ? tl.post[t] : 1.0;  // see split_big_scales
+        const double post2 = tl.big ? tl.post2[t] : 1.0;
         const bool live = tl.live[t] != 0;
         // Pass 4 reads z[j] before writing go[j] at the same index only, so
         // the loop vectorizes also when the gradient overwrites the logits.
@@ -741,12 +870,54 @@ struct DenseKernel {
           const double yf = yk * ft.f;
           const double rest = k == am ? trest : tall - yf;
           const double gk = mul_add(yf, q, -(e.p * rest));
-          go[j] = static_cast<T>(select_bits(live, gk * scale, 0.0));
+          go[j] = static_cast<T>(select_bits(live, ((gk * scale) * post) * post2, 0.0));
         }
       }
     }
   }
 };
+
+// Gradient scales beyond this (times the largest class factor, amp_bound)
+// are split (split_big_scales).
+inline constexpr double kBigScale = 0x1p960;
+
+// A position's gradient is (its per-class term) * scale, with scale =
+// grad_output / normalizer (/ count). The per-position factors F scale,
+// F q scale and F scale / S are formed first, and they (or scale itself) can
+// overflow where the gradient, a tiny p_k times them, is finite: a
+// normalizer near DBL_MIN. For the positions where |scale| amp_bound >
+// kBigScale, scale is replaced by scale 2^-K (the factors then stay below
+// about 2^960) and 2^K, as post * post2, is applied to each gradient element
+// last: exact steps (the factors are >= 1) unless the result overflows, as
+// it should, or is below about 2^(K - 1022), a range these scales leave only
+// to products of extremely small probabilities. Rare: everywhere else post
+// is not read.
+template <bool Up, class T>
+FOCAL_NATIVE_INLINE void split_big_scales(SoftmaxTile& tl, std::int64_t n, double gscale,
+                                          double amp_bound, const T* up_or_null) noexcept {
+  tl.big = true;
+  const int ea = amp_bound > 0.0 && amp_bound <= std::numeric_limits<double>::max()
+                     ? std::ilogb(amp_bound)
+                     : 0;
+  const int eg = std::ilogb(gscale);
+  for (std::int64_t t = 0; t < n; ++t) {
+    tl.post[t] = 1.0;
+    tl.post2[t] = 1.0;
+    const double s = tl.scale[t];
+    if (!(std::fabs(s) * amp_bound > kBigScale)) continue;  // also NaN
+    const double u = Up ? static_cast<double>(up_or_null[t]) : 1.0;
+    if (!(std::fabs(u) <= std::numeric_limits<double>::max())) continue;  // +-inf: stays so
+    const int eu = std::ilogb(u);
+    // |u gscale amp_bound| < 2^(eu + eg + ea + 3); K brings it to <= 2^960.
+    int K = eu + eg + ea + 3 - 960;
+    K = K < 1 ? 1 : (K > 2000 ? 2000 : K);
+    // The larger factor takes 2^-K (exact: it stays normal).
+    tl.scale[t] = eu >= eg ? scale_down_pow2(u, K) * gscale : u * scale_down_pow2(gscale, K);
+    const int k1 = K > 1000 ? 1000 : K;
+    tl.post[t] = double_of(static_cast<std::uint64_t>(1023 + k1) << 52);
+    tl.post2[t] = double_of(static_cast<std::uint64_t>(1023 + (K - k1)) << 52);
+  }
+}
 
 inline bool softmax_options_bad(const SoftmaxOptions& o, std::int64_t classes) noexcept {
   if (!(o.gamma >= 0.0) || !(o.gamma <= std::numeric_limits<double>::max())) return true;
@@ -889,10 +1060,23 @@ Status softmax_run(const T* z_in, const Y* y_in, ClassLayout lay, const SoftmaxO
       }
       cnt += tile_live;
       tl.n_live = tile_live;
+      tl.big = false;
+      if constexpr (WantGrad) {
+        // Every scale is gscale or 0 without an upstream gradient.
+        bool big = tile_live > 0 && std::fabs(gscale) * amp_bound > kBigScale;
+        if constexpr (Up) {
+          int b = 0;
+          FOCAL_NATIVE_PRAGMA(omp simd reduction(| : b))
+          for (std::int64_t t = 0; t < n; ++t) b |= std::fabs(tl.scale[t]) * amp_bound > kBigScale;
+          big = b != 0;
+        }
+        if (big) split_big_scales<Up>(tl, n, gscale, amp_bound, Up ? up + pos : up);
+      }
       // Parking the exponentials in a float32 gradient output flushes those
       // below FLT_MIN; that is harmless unless a factor above 1 multiplies
       // them: |gradient| <= alpha_max (1 + gamma) * scale * exp(z_k - m).
-      bool park = WantGrad;
+      // A split scale takes the recomputing gradient pass, which applies post.
+      bool park = WantGrad && !tl.big;
       if constexpr (WantGrad && std::is_same_v<T, float>) {
         if constexpr (Up) {
           double smax = 0.0;
@@ -903,10 +1087,10 @@ Status softmax_run(const T* z_in, const Y* y_in, ClassLayout lay, const SoftmaxO
             smax = a > smax ? a : smax;
             nan |= a != a;
           }
-          park = nan == 0 && smax * amp_bound <= 1.0;
+          park = park && nan == 0 && smax * amp_bound <= 1.0;
         } else {
           // Every scale is gscale or 0.
-          park = tile_live == 0 || std::fabs(gscale) * amp_bound <= 1.0;
+          park = park && (tile_live == 0 || std::fabs(gscale) * amp_bound <= 1.0);
         }
       }
       if (kDense || smoothing) {
