@@ -5,7 +5,9 @@
 // upstream gradient.
 #include <focal_native/focal_native.hpp>
 
+#include <cmath>
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -34,24 +36,17 @@ constexpr LD kDense = 24;
 // allowance machinery stays for a future regression hunt, switched off.
 constexpr bool kGapAllowance = false;
 
-// The kernels flush exp(z_k - m) below e^-708 (subnormal) to zero, an
-// absolute error of up to C e^-708 in S_o = sum_{k != argmax} exp(z_k - m).
-// Where S_o is itself tiny (a row won by ~650 or more, with other classes
-// farther behind) that is a relative error of C e^-708 / S_o in 1 - p_max and
-// hence in the loss and gradient of that row, (1 + gamma)-fold through q^gamma.
-// Results there are ~1e-280 or smaller: this widens the bound for those rows
-// only (it is ~0 for every row with S_o > 1e-290).
+// float64 above gamma = 3: S_o = the sum of exponentials carries ~1 ulp of
+// rounding, and q^gamma with q = S_o / S multiplies it by gamma, which alone
+// exceeds the 8-ulp budget in the last ulp or two (measured: 9.8 ulp at
+// gamma = 5). The documented bound for float64 softmax is 8 + 2 (gamma - 3)
+// there. (Rows won by 708 or more once needed a further allowance here: the
+// exponentials below DBL_MIN were flushed although S_o itself was tiny. The
+// kernels now sum those scaled by 2^K: softmax_rows_won_by_700 below.)
 template <class T>
-LD flush_extra(const fnref::SoftmaxRow& r, std::size_t classes, double gamma) {
+LD gamma_extra(double gamma) {
   if (!std::is_same_v<T, double>) return 0;
-  // S_o = sum of exponentials carries ~1 ulp of rounding, and q^gamma with
-  // q = S_o / S multiplies it by gamma: above gamma = 3 that alone exceeds
-  // the 8-ulp budget in the last ulp or two (measured: 9.8 ulp at gamma = 5).
-  // The documented bound for float64 softmax is 8 + 2 (gamma - 3) there.
-  const LD amp = gamma > 3 ? 2 * (static_cast<LD>(gamma) - 3) : 0;
-  if (!(r.s_other > 0)) return amp;
-  const LD rel = static_cast<LD>(classes) * std::exp(-708.0L) / r.s_other;
-  return amp + (2 + static_cast<LD>(gamma)) * rel * 0x1p53L;
+  return gamma > 3 ? 2 * (static_cast<LD>(gamma) - 3) : 0;
 }
 
 template <class T>
@@ -108,7 +103,7 @@ Expect reference(const std::vector<T>& z, const std::vector<Y>& y, fn::ClassLayo
       const auto pos = static_cast<std::size_t>(oi * lay.inner + i);
       const std::vector<LD> row = row_of(z, lay, oi, i);
       const LD allow = gap_allowance<T>(row, o.gamma);
-      const LD extra = flush_extra<T>(fnref::softmax_row(row), C, o.gamma);
+      const LD extra = gamma_extra<T>(o.gamma);
       e.allow_loss[pos] = allow;
       e.extra_loss[pos] = extra;
       fnref::SoftmaxResult r;
@@ -359,6 +354,99 @@ FN_TEST(softmax_nonfinite_logits) {
   const double third = 1.0 / 3.0;
   CHECK_ULPS("softmax all -inf row", 8, l[2], -(2.0L / 3) * (2.0L / 3) * std::log(static_cast<LD>(third)), 0, "row 2");
   CHECK(std::isnan(l[3]));
+}
+
+// Rows won by 700 or more (float64): 1 - p_c = S_o / S with S_o near e^-690,
+// part of it exponentials below DBL_MIN (e^-709, e^-720, ...). The loss of
+// gamma = 0 is log1p(S_o): every term counts, within 8 ulp of the long double
+// value, in the row, short-row and NCHW layouts, and the gradient written over
+// the logits is the same.
+FN_TEST(softmax_rows_won_by_700) {
+  for (const std::int64_t C : {4, 10, 40}) {
+    for (const bool nchw : {false, true}) {
+      const std::int64_t n = 150;
+      const fn::ClassLayout lay = nchw ? fn::ClassLayout{1, C, n} : fn::ClassLayout{n, C, 1};
+      std::vector<double> z(static_cast<std::size_t>(n * C));
+      std::vector<std::int64_t> lab(static_cast<std::size_t>(n));
+      fntest::Rng rng(static_cast<std::uint64_t>(400 + C + (nchw ? 1 : 0)));
+      for (std::int64_t p = 0; p < n; ++p) {
+        const std::int64_t c = rng.below(C);
+        lab[static_cast<std::size_t>(p)] = c;
+        for (std::int64_t k = 0; k < C; ++k) {
+          const double d = k == c ? 0.0
+                           : k == (c + 1) % C ? 690.0
+                           : k == (c + 2) % C ? 709.0
+                                              : rng.uniform(700.0, 760.0);
+          z[nchw ? at(lay, 0, k, p) : at(lay, p, k, 0)] = 5.0 - d;
+        }
+      }
+      for (const double g : {0.0, 0.01}) {
+        fn::SoftmaxOptions o;
+        o.gamma = g;
+        o.reduction = fn::Reduction::none;
+        std::vector<double> l(static_cast<std::size_t>(n)), gr(z.size()), gi(z);
+        CHECK(fn::softmax_focal_loss_with_grad(z.data(), lab.data(), lay, o, l.data(), gr.data()));
+        CHECK(fn::softmax_focal_loss_grad(gi.data(), lab.data(), lay, o, gi.data()));
+        for (std::int64_t p = 0; p < n; ++p) {
+          const std::int64_t c = lab[static_cast<std::size_t>(p)];
+          std::vector<LD> row(static_cast<std::size_t>(C));
+          for (std::int64_t k = 0; k < C; ++k)
+            row[static_cast<std::size_t>(k)] = z[nchw ? at(lay, 0, k, p) : at(lay, p, k, 0)];
+          const std::vector<LD> alpha(static_cast<std::size_t>(C), 1.0L);
+          const fnref::SoftmaxResult r =
+              fnref::softmax_index(row, static_cast<std::size_t>(c), alpha, g);
+          CHECK_MSG(r.loss > 1e-305L, "C=%lld p=%lld", static_cast<long long>(C),
+                    static_cast<long long>(p));
+          CHECK_ULPS("softmax row won by 700 loss", kIndex, l[static_cast<std::size_t>(p)],
+                     r.loss, 0, "C=%lld nchw=%d p=%lld gamma=%g", static_cast<long long>(C),
+                     nchw ? 1 : 0, static_cast<long long>(p), g);
+          const std::size_t jc = nchw ? at(lay, 0, c, p) : at(lay, p, c, 0);
+          CHECK_ULPS("softmax row won by 700 grad (own class)", kIndex, gr[jc],
+                     r.grad[static_cast<std::size_t>(c)], 0, "C=%lld nchw=%d p=%lld gamma=%g",
+                     static_cast<long long>(C), nchw ? 1 : 0, static_cast<long long>(p), g);
+        }
+        bool same = true;
+        for (std::size_t j = 0; j < z.size(); ++j) same = same && gi[j] == gr[j];
+        CHECK_MSG(same, "in-place gradient differs, C=%lld nchw=%d", static_cast<long long>(C),
+                  nchw ? 1 : 0);
+      }
+    }
+  }
+}
+
+// grad_output / normalizer beyond DBL_MAX: 17 / DBL_MIN = 7.6e308, times
+// p_1 = 1 / (2 + e^9) = 1.2e-4: a finite gradient of 9.4e304 (gamma 0,
+// one-hot / index target 0, logits {0, 0, 9}); and with a reduction, the
+// scale 1 / (DBL_MIN n).
+FN_TEST(softmax_gradient_scale_beyond_double_range) {
+  const std::vector<double> z = {0.0, 0.0, 9.0, 0.0, 0.0, 9.0};
+  const std::vector<double> y = {1.0, 0.0, 0.0, 1.0, 0.0, 0.0};
+  const std::vector<std::int64_t> lab = {0, 0};
+  const std::vector<double> up = {17.0, -1.0};
+  const fn::ClassLayout lay{2, 3, 1};
+  fn::SoftmaxOptions o;
+  o.gamma = 0.0;
+  o.normalizer = std::numeric_limits<double>::min();
+  const LD e9 = std::exp(9.0L), S = 2 + e9;
+  const LD scale0 = 17.0L / static_cast<LD>(o.normalizer);
+  const LD scale1 = -1.0L / static_cast<LD>(o.normalizer);
+  // dCE/dz = p - y
+  const LD want[6] = {(1 / S - 1) * scale0, scale0 / S, e9 / S * scale0,
+                      (1 / S - 1) * scale1, scale1 / S, e9 / S * scale1};
+  o.reduction = fn::Reduction::none;
+  std::vector<double> gi(6), gd(6);
+  CHECK(fn::softmax_focal_loss_grad(z.data(), lab.data(), lay, o, gi.data(), up.data()));
+  CHECK(fn::softmax_focal_loss_grad(z.data(), y.data(), lay, o, gd.data(), up.data()));
+  for (std::size_t j = 0; j < 6; ++j) {
+    if (std::fabs(want[j]) > static_cast<LD>(std::numeric_limits<double>::max())) {
+      CHECK_MSG(std::isinf(gi[j]) && std::isinf(gd[j]) && (gi[j] > 0) == (want[j] > 0),
+                "j=%zu: %g %g", j, gi[j], gd[j]);
+    } else {
+      CHECK_ULPS("softmax grad, scale beyond DBL_MAX (index)", kIndex, gi[j], want[j], 0, "j=%zu", j);
+      CHECK_ULPS("softmax grad, scale beyond DBL_MAX (dense)", kIndex, gd[j], want[j], 0, "j=%zu", j);
+    }
+  }
+  CHECK_MSG(std::isfinite(gi[1]) && gi[1] > 9e304, "g=%g", gi[1]);
 }
 
 }  // namespace
