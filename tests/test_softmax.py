@@ -982,16 +982,19 @@ def test_zero_weight_with_overflowing_shift_is_zero(smoothing):
 @pytest.mark.parametrize("smoothing", [0.0, 0.25], ids=["index", "smoothed"])
 def test_subnormal_alpha_is_not_flushed(isa, smoothing):
     """A subnormal weight times a large -log p is a normal loss (flush-to-zero
-    must not read the weight as 0): logits [-16000, 0, 0], target 0, alpha 2.2e-311."""
-    z = np.array([[-16000.0, 0.0, 0.0]])
-    for alpha in (2.225073858507e-311, [2.225073858507e-311, 1.0, 1.0]):
+    must not read the weight as 0): logits [-1e300, 0, 0], target 0, alpha 2.2e-311
+    (loss ~2e-11; relative checks, atol 0)."""
+    z = np.array([[-1e300, 0.0, 0.0]])
+    for alpha in (2.225073858507e-311, [2.225073858507e-311, 0.0, 0.0]):
         kw = dict(alpha=alpha, gamma=0.5, label_smoothing=smoothing, reduction="none")
         lo = fn.softmax_focal_loss(z, np.array([0]), **kw)
         e = ref.softmax_focal_loss(z, np.array([0]), **kw)
-        assert e[0] > np.finfo(np.float64).tiny
-        ft.assert_close(lo, e)
+        assert e[0] > 1e-12
+        ft.assert_close(lo, e, atol=0.0)
         dense = np.array([[1.0, 0.0, 0.0]])
-        ft.assert_close(fn.softmax_focal_loss(z, dense, **kw), ref.softmax_focal_loss(z, dense, **kw))
+        ft.assert_close(
+            fn.softmax_focal_loss(z, dense, **kw), ref.softmax_focal_loss(z, dense, **kw), atol=0.0
+        )
 
 
 @pytest.mark.parametrize("smoothed", [False, True], ids=["dense", "smoothed"])
@@ -1183,6 +1186,7 @@ def _rows_won_by_700(rng, n, classes, offset=5.0):
     lab = rng.integers(0, classes, size=n)
     z[np.arange(n), lab] = offset
     # one class at exactly 690 below, and (C > 2) one just below the flush threshold
+    # (C = 2 has no flushed term: a guard that the scaled sum changes nothing there)
     other = (lab + 1) % classes
     z[np.arange(n), other] = offset - 690.0
     if classes > 2:
@@ -1223,8 +1227,33 @@ def test_rows_won_by_700_keep_their_smallest_exponentials(layout, classes, gamma
             fn.softmax_focal_loss_grad(zi, lab, out=zi, **kw)
             ft.assert_bitwise_equal(zi, g_ref, f"in place, isa={name_isa}")
     hot = np.moveaxis(np.eye(classes)[lab], -1, axis % z.ndim).astype(np.float64)
-    compare_all(z, hot, **kw)
+    loss_d, grad_d = compare_all(z, hot, **kw)
+    ft.assert_close(loss_d, e_loss, atol=0.0, err_msg="one-hot loss, relative")
+    own_d = np.take_along_axis(grad_d, np.expand_dims(lab, axis), axis)
+    ft.assert_close(own_d, e_own, atol=0.0, err_msg="one-hot own gradient, relative")
+    # (smoothed: the eps/C (-log p_k) terms dwarf e^-690; consistency only)
     compare_all(z, lab, label_smoothing=1e-9, **kw)
+
+
+@pytest.mark.parametrize("margin", [0.0, 30.0, 650.0, 705.0])
+def test_masked_rows_and_moderate_margins(isa, margin):
+    """Rows with masked logits (-1e9, -inf) won by a small or moderate margin, and
+    margins just above the scaled-sum threshold (600): float64 loss and labelled
+    gradient within rtol of the oracle (atol 0), index and one-hot targets."""
+    rng = rng_for("masked", margin)
+    n, classes = 40, 12
+    z = rng.normal(0.0, 2.0, size=(n, classes))
+    lab = rng.integers(0, classes, size=n)
+    z[:, 7:] = -1e9
+    z[::3, 9] = -np.inf
+    lab = np.where(lab >= 7, lab - 7, lab)
+    z[np.arange(n), lab] = z.max(axis=1) + margin  # the label is the maximum
+    kw = dict(gamma=0.0, reduction="none")
+    e_loss, e_grad = oracle(z, lab, **kw)
+    for t in (lab, np.eye(classes)[lab]):
+        loss, grad = native_all(z, t, **kw)
+        ft.assert_close(loss, e_loss, atol=0.0 if margin < 700 else None, err_msg=f"{t.dtype}")
+        ft.assert_close(grad, e_grad, err_msg=f"{t.dtype}")
 
 
 def _scaled_grad_expected(z, t, up, normalizer, **kw):

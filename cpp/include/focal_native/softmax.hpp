@@ -141,21 +141,25 @@ FOCAL_NATIVE_INLINE FocalTerms focal_terms(double alpha, double p, double log_p,
     const double t = p == 0.0 ? 0.0 : p * ratio;
     inner = mul_add(gamma, t, -1.0);
   }
-  // The loss as alpha (y (q^g (-log p))): the factors in parentheses are at
-  // most 1 besides -log p, so no intermediate overflows where the loss is
-  // finite, and none is smaller than the loss when alpha <= 1 (so flush-to-
-  // zero cannot drop a normal loss: a subnormal alpha times a large -log p
-  // survives). q^g = 0 only where p = 1 and log p = 0, so no 0 * inf here;
-  // a zero weight (alpha or y) wins over log p = -inf.
-  double v = qg * -log_p;
-  bool zero = alpha == 0.0;
+  // The loss alpha y q^g (-log p), ordered so that no intermediate overflows
+  // where the loss is finite (y, q^g <= 1) and, for alpha <= 1, none is
+  // smaller than the loss: alpha (y (q^g (-log p))), so flush-to-zero cannot
+  // drop a normal loss (a subnormal alpha times a large -log p survives).
+  // A weight above 1 multiplies q^g first instead: (alpha q^g) (y (-log p)),
+  // so it lifts q^g before -log p (~ q where q is small) can meet it.
+  // A zero weight (alpha, y or q^g) wins over log p = -inf.
+  const double L = -log_p;
+  const double w = alpha * qg;
+  bool zero = (alpha == 0.0) | (qg == 0.0);
+  double loss;
   if constexpr (HasY) {
-    v = y * v;
-    zero = zero || y == 0.0;
+    zero = zero | (y == 0.0);
+    loss = alpha > 1.0 ? w * (y * L) : alpha * (y * (qg * L));
   } else {
     (void)y;
+    loss = alpha > 1.0 ? w * L : alpha * (qg * L);
   }
-  return {zero ? 0.0 : alpha * v, (alpha * qg) * inner};
+  return {zero ? 0.0 : loss, w * inner};
 }
 
 // A compensated sum (TwoSum per addition, eight interleaved lanes): for
@@ -285,11 +289,14 @@ FOCAL_NATIVE_INLINE double scale_down_pow2(double x, int k) noexcept {
 // flush-to-zero), but when the maximum is the class left out of the sum,
 // S_o = sum_{k != skip} exp(z_k - m) is itself near the bottom of the range,
 // and those terms are ulp-sized next to it (1 - p_skip = S_o / S, and
-// -log p_skip = log1p(S_o), are normal numbers). Whether a row needs this is
-// decided from its maximum and minimum before any exponential is taken, so
-// the logits are still unread by a gradient written in place.
-FOCAL_NATIVE_INLINE bool needs_scaled_sum(double zskip, double m, double lo) noexcept {
-  return zskip == m && m - lo > 708.0 && m <= std::numeric_limits<double>::max();
+// -log p_skip = log1p(S_o), are normal numbers). That takes a row won by a
+// margin m - m2 (m2: the largest other logit) near 708 - ln C - 37 or more;
+// below 600 the flushed terms are under 2^-100 of S_o. The index kernels
+// decide this from m and m2 before any exponential is taken, so the logits
+// are still unread by a gradient written in place; rows that merely contain
+// very negative (masked) logits do not qualify.
+FOCAL_NATIVE_INLINE bool needs_scaled_sum(double zskip, double m, double m2) noexcept {
+  return zskip == m && m - m2 > 600.0 && m <= std::numeric_limits<double>::max();
 }
 
 // sum_{k != skip} exp(z(k) - m) for float64 data with a finite maximum m,
@@ -415,19 +422,32 @@ struct IndexKernel {
         const T* row = z + g.at(t, 0);
         const std::int64_t c = tl.c[t];
         tl.zc[t] = c >= 0 ? static_cast<double>(row[c]) : 0.0;  // before parking
-        // Maximum and minimum in T (exact; 16 lanes for float data).
+        // Maximum and minimum in T (exact; 16 lanes for float data). For
+        // float64 data (no float exponentials) the second statistic is the
+        // largest logit other than the label's (see needs_scaled_sum).
         T mt = -std::numeric_limits<T>::infinity();
         T lt = std::numeric_limits<T>::infinity();
         int nan = 0;
-        FOCAL_NATIVE_PRAGMA(omp simd reduction(max : mt) reduction(min : lt) reduction(| : nan))
-        for (std::int64_t k = 0; k < C; ++k) {
-          const T v = row[k];
-          mt = v > mt ? v : mt;
-          lt = v < lt ? v : lt;
-          nan |= v != v;
+        if constexpr (P == Prec::full) {
+          lt = -std::numeric_limits<T>::infinity();
+          FOCAL_NATIVE_PRAGMA(omp simd reduction(max : mt, lt) reduction(| : nan))
+          for (std::int64_t k = 0; k < C; ++k) {
+            const T v = row[k];
+            mt = v > mt ? v : mt;
+            lt = (v > lt && k != c) ? v : lt;
+            nan |= v != v;
+          }
+        } else {
+          FOCAL_NATIVE_PRAGMA(omp simd reduction(max : mt) reduction(min : lt) reduction(| : nan))
+          for (std::int64_t k = 0; k < C; ++k) {
+            const T v = row[k];
+            mt = v > mt ? v : mt;
+            lt = v < lt ? v : lt;
+            nan |= v != v;
+          }
         }
         const double m = nan ? std::numeric_limits<double>::quiet_NaN() : static_cast<double>(mt);
-        const double lo = static_cast<double>(lt);
+        const double lo = static_cast<double>(lt);  // float64: the largest other logit
         tl.m[t] = m;
         T* park = Park ? go + g.at(t, 0) : nullptr;  // go may be null without parking
         double scaled = -1.0;  // read before any parking
@@ -455,7 +475,7 @@ struct IndexKernel {
       FOCAL_NATIVE_SIMD
       for (std::int64_t t = 0; t < g.n; ++t) {
         tl.m[t] = -std::numeric_limits<double>::infinity();
-        tl.sc[t] = std::numeric_limits<double>::infinity();  // row minimum, then compensation
+        tl.sc[t] = std::numeric_limits<double>::infinity();  // a row statistic, then compensation
         tl.s[t] = 0.0;
       }
       if constexpr (std::is_same_v<T, float>) {
@@ -489,6 +509,10 @@ struct IndexKernel {
         FOCAL_NATIVE_SIMD
         for (std::int64_t t = 0; t < g.n; ++t) c32[t] = static_cast<std::int32_t>(tl.c[t]);
       } else {
+        // float64: the maximum, and in tl.sc the largest logit other than the
+        // label's (see needs_scaled_sum).
+        FOCAL_NATIVE_SIMD
+        for (std::int64_t t = 0; t < g.n; ++t) tl.sc[t] = -std::numeric_limits<double>::infinity();
         for (std::int64_t k = 0; k < C; ++k) {
           const T* col = z + g.at(0, k);
           FOCAL_NATIVE_SIMD
@@ -497,13 +521,14 @@ struct IndexKernel {
             const double m = tl.m[t];
             // NaN sticks once seen: m becomes NaN and every comparison keeps it.
             tl.m[t] = (v > m || v != v) ? v : m;
-            tl.sc[t] = v < tl.sc[t] ? v : tl.sc[t];
+            tl.sc[t] = (v > tl.sc[t] && k != tl.c[t]) ? v : tl.sc[t];
           }
         }
       }
       label_logits(z, g, tl);
       // float64 rows at the bottom of the range (see needs_scaled_sum):
-      // their sums, before the exponentials are parked. (tl.sc: the minimum.)
+      // their sums, before the exponentials are parked. (tl.sc: the largest
+      // other logit.)
       alignas(64) double scaled[kSoftmaxTile];
       bool any_scaled = false;
       if constexpr (P == Prec::full) {
@@ -1062,13 +1087,16 @@ Status softmax_run(const T* z_in, const Y* y_in, ClassLayout lay, const SoftmaxO
       tl.n_live = tile_live;
       tl.big = false;
       if constexpr (WantGrad) {
-        // Every scale is gscale or 0 without an upstream gradient.
-        bool big = tile_live > 0 && std::fabs(gscale) * amp_bound > kBigScale;
+        // Every scale is gscale or 0 without an upstream gradient. (An
+        // infinite amp_bound, from weights near DBL_MAX, overflows F itself:
+        // nothing to split then.)
+        bool big = tile_live > 0 && std::fabs(gscale) * amp_bound > kBigScale &&
+                   amp_bound <= std::numeric_limits<double>::max();
         if constexpr (Up) {
           int b = 0;
           FOCAL_NATIVE_PRAGMA(omp simd reduction(| : b))
           for (std::int64_t t = 0; t < n; ++t) b |= std::fabs(tl.scale[t]) * amp_bound > kBigScale;
-          big = b != 0;
+          big = b != 0 && amp_bound <= std::numeric_limits<double>::max();
         }
         if (big) split_big_scales<Up>(tl, n, gscale, amp_bound, Up ? up + pos : up);
       }

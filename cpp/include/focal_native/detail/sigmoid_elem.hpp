@@ -102,11 +102,12 @@ FOCAL_NATIVE_INLINE LossGrad sigmoid_hard(double z, bool pos, const SigmoidConst
     const double g = w * inner;
     dz = select_bits(pos, -g, g);
   }
-  // The loss as alpha_t (q^g ce): q^g ce is at least the loss when alpha_t <=
-  // 1, so flush-to-zero cannot drop a normal loss (a subnormal alpha times a
-  // large ce). A zero alpha_t wins over an infinite ce (q^g = 0 comes only
-  // with a finite ce), not over a NaN one (a NaN logit): NaN in, NaN out.
-  return {select_bits(at == 0.0 && ce == ce, 0.0, at * (qg * ce)), dz};
+  // The loss as alpha_t (q^g ce): q^g ce is at least the loss (alpha_t <= 1),
+  // so flush-to-zero cannot drop a normal loss (a subnormal alpha times a
+  // large ce). A zero weight (alpha_t = 0, or q^g = 0) wins over an infinite
+  // ce, not over a NaN one (a NaN logit): NaN in, NaN out.
+  const bool zero_w = (at == 0.0) | (qg == 0.0);
+  return {select_bits(zero_w && ce == ce, 0.0, at * (qg * ce)), dz};
 }
 
 // Soft target y in (0, 1) (torchvision / Keras semantics).
@@ -152,7 +153,10 @@ FOCAL_NATIVE_INLINE LossGrad sigmoid_soft(double z, double y, const SigmoidConst
     }
     dz = f * bracket;
   }
-  return {select_bits(at == 0.0 && ce == ce, 0.0, at * (wg * ce)), dz};
+  // A zero weight (alpha_t = 0, or u^g = 0: underflow at an infinite logit)
+  // wins over an infinite ce.
+  const bool zero_w = (at == 0.0) | (wg == 0.0);
+  return {select_bits(zero_w && ce == ce, 0.0, at * (wg * ce)), dz};
 }
 
 }  // namespace detail
