@@ -291,35 +291,30 @@ FOCAL_NATIVE_INLINE double scale_down_pow2(double x, int k) noexcept {
 // and those terms are ulp-sized next to it (1 - p_skip = S_o / S, and
 // -log p_skip = log1p(S_o), are normal numbers). That takes a row won by a
 // margin m - m2 (m2: the largest other logit) near 708 - ln C - 37 or more;
-// below 600 the flushed terms are under 2^-100 of S_o. The index kernels
-// decide this from m and m2 before any exponential is taken, so the logits
-// are still unread by a gradient written in place; rows that merely contain
-// very negative (masked) logits do not qualify.
+// below 600 the flushed terms are under 2^-100 of S_o. The kernels decide
+// this from m and m2, which their maximum passes track, before any
+// exponential is taken (so the logits are still unread by a gradient written
+// in place); rows that merely contain very negative (masked) logits do not
+// qualify, nor do rows whose other logits are all -inf (S_o = 0 exactly).
 FOCAL_NATIVE_INLINE bool needs_scaled_sum(double zskip, double m, double m2) noexcept {
-  return zskip == m && m - m2 > 600.0 && m <= std::numeric_limits<double>::max();
+  return zskip == m && m - m2 > 600.0 && m <= std::numeric_limits<double>::max() &&
+         m2 > -std::numeric_limits<double>::infinity();
 }
 
-// sum_{k != skip} exp(z(k) - m) for float64 data with a finite maximum m,
-// without the flush: each term is evaluated as exp(z_k - m + K ln2), with K
-// chosen from the largest z_k (k != skip) so that the largest term is in
-// [1/4, 1), summed (compensated), and the sum is multiplied by 2^-K (exact
-// where the result is normal). The terms then lost to the flush are below
-// 2^-(K + 1022), far below the last bit of the sum.
+// sum_{k != skip} exp(z(k) - m) for float64 data with a finite maximum m
+// and m2 = max_{k != skip} z(k), finite (needs_scaled_sum), without the
+// flush: each term is evaluated as exp(z_k - m + K ln2), with K chosen from
+// m2 so that the largest term is in [1/4, 1), summed (compensated), and the
+// sum is multiplied by 2^-K (exact where the result is normal). The terms
+// then lost to the flush are below 2^-(K + 1022), far below the last bit of
+// the sum.
 template <class T>
 FOCAL_NATIVE_INLINE double sum_exp_scaled(const T* row, std::int64_t stride, std::int64_t C,
-                                          double m, std::int64_t skip) noexcept {
-  double m2 = -std::numeric_limits<double>::infinity();
-  for (std::int64_t k = 0; k < C; ++k) {
-    const double v = static_cast<double>(row[k * stride]);
-    if (k != skip && v > m2) m2 = v;
-  }
-  if (!(m2 > -std::numeric_limits<double>::infinity())) return 0.0;
-  double d2, d2lo;
-  two_sum(m2, -m, d2, d2lo);
-  (void)d2lo;
-  // K with K ln2 <= -(m2 - m) - ln2: the scaled exponents stay <= 0. Past
-  // 2000 the sum is far below the double range anyway.
-  const double kf = -d2 * 0x1.71547652b82fep0 - 1.0;
+                                          double m, double m2, std::int64_t skip) noexcept {
+  // K with K ln2 <= -(m2 - m) - ln2: the scaled exponents stay <= 0 (the
+  // rounding of m2 - m is far inside that margin). Past 2000 the sum is far
+  // below the double range anyway.
+  const double kf = (m - m2) * 0x1.71547652b82fep0 - 1.0;
   const int K = kf < 0.0 ? 0 : (kf > 2000.0 ? 2000 : static_cast<int>(kf));
   const double kd = static_cast<double>(K);
   double sum = 0.0, comp = 0.0;
@@ -346,7 +341,7 @@ struct SoftmaxTile {
   double m[kSoftmaxTile];      // row maximum
   float mf[kSoftmaxTile];      // ... as a float (float32 data, columns mode)
   double s[kSoftmaxTile];      // sum of exp over the other classes (index: k != c; dense: k != argmax)
-  double sc[kSoftmaxTile];     // its compensation (float64 data)
+  double sc[kSoftmaxTile];     // its compensation (float64 data); dense: the largest other logit
   double a[kSoftmaxTile];      // index: exp(z_c - m); dense: unused
   double zc[kSoftmaxTile];     // index: logit of the labelled class
   std::int64_t c[kSoftmaxTile];    // index: label (-1 when ignored or bad); dense: argmax
@@ -452,7 +447,8 @@ struct IndexKernel {
         T* park = Park ? go + g.at(t, 0) : nullptr;  // go may be null without parking
         double scaled = -1.0;  // read before any parking
         if constexpr (P == Prec::full)
-          if (c >= 0 && needs_scaled_sum(tl.zc[t], m, lo)) scaled = sum_exp_scaled(row, 1, C, m, c);
+          if (c >= 0 && needs_scaled_sum(tl.zc[t], m, lo))
+            scaled = sum_exp_scaled(row, 1, C, m, lo, c);
         if (float_exp_ok<T>(m, lo))
           tl.s[t] = sum_exp_except<P, Park, std::is_same_v<T, float>>(row, 1, C, m, tl.c[t], park);
         else
@@ -541,7 +537,7 @@ struct IndexKernel {
           for (std::int64_t t = 0; t < g.n; ++t) {
             const std::int64_t c = tl.c[t];
             scaled[t] = c >= 0 && needs_scaled_sum(tl.zc[t], tl.m[t], tl.sc[t])
-                            ? sum_exp_scaled(z + g.at(t, 0), g.kstride, C, tl.m[t], c)
+                            ? sum_exp_scaled(z + g.at(t, 0), g.kstride, C, tl.m[t], tl.sc[t], c)
                             : -1.0;
           }
         }
@@ -784,37 +780,40 @@ struct DenseKernel {
     }
   }
 
-  // Pass 1 and 2: maximum and arg-max (first maximal class), then the sum of
-  // exponentials over the classes other than the arg-max.
+  // Pass 1 and 2: maximum, arg-max (first maximal class) and the largest
+  // logit of the other classes, then the sum of exponentials over the
+  // classes other than the arg-max.
   static FOCAL_NATIVE_INLINE void sums(const T* z, const TileGeom& g, std::int64_t C,
                                        SoftmaxTile& tl) noexcept {
     for (std::int64_t t = 0; t < g.n; ++t) {
       double m = -std::numeric_limits<double>::infinity();
+      double m2 = m;
       std::int64_t am = 0;
       bool nan = false;
       for (std::int64_t k = 0; k < C; ++k) {
         const double v = static_cast<double>(z[g.at(t, k)]);
         nan |= v != v;
         if (v > m) {
+          m2 = m;
           m = v;
           am = k;
+        } else if (v > m2) {
+          m2 = v;
         }
       }
       tl.m[t] = nan ? std::numeric_limits<double>::quiet_NaN() : m;
       tl.a[t] = static_cast<double>(am);
+      tl.sc[t] = m2;  // (the compensation slot is unused by dense rows)
     }
     for (std::int64_t t = 0; t < g.n; ++t) {
       const T* row = z + g.at(t, 0);
       const auto am = static_cast<std::int64_t>(tl.a[t]);
-      tl.s[t] = sum_exp_except<P>(row, g.kstride, C, tl.m[t], am);
-      if constexpr (P == Prec::full) {
-        // The arg-max is the class left out (see needs_scaled_sum): a sum at
-        // the bottom of the range is redone without the flush. (Nothing is
-        // written to the gradient before pass 4, so the row is intact.)
-        if (C > 1 && tl.s[t] < static_cast<double>(C - 1) * 0x1p-966 &&
-            tl.m[t] <= std::numeric_limits<double>::max())
-          tl.s[t] = sum_exp_scaled(row, g.kstride, C, tl.m[t], am);
-      }
+      // The arg-max is the class left out (see needs_scaled_sum). (Nothing is
+      // written to the gradient before pass 4, so the row is intact anyway.)
+      if (P == Prec::full && needs_scaled_sum(tl.m[t], tl.m[t], tl.sc[t]))
+        tl.s[t] = sum_exp_scaled(row, g.kstride, C, tl.m[t], tl.sc[t], am);
+      else
+        tl.s[t] = sum_exp_except<P>(row, g.kstride, C, tl.m[t], am);
     }
   }
 
