@@ -606,6 +606,27 @@ def test_short_rows_vs_oracle(classes):
         compare_all(z, lab, reduction="mean", gamma=0.5, alpha=np.linspace(0.1, 1, classes))
 
 
+# Rows long enough to be vectorized over their classes: float32 exponentials
+# go in blocks of 16 classes, the last block partial (masked). Labels are
+# placed in the first, an inner and the last (partial) block, and at the block
+# edges; one row's masked entries push it onto the double-precision path.
+LONG_ROW_CLASSES = [32, 33, 47, 48, 49, 255, 256, 257, 300]
+
+
+@pytest.mark.parametrize("classes", LONG_ROW_CLASSES, ids=lambda c: f"C={c}")
+def test_long_rows_block_edges_vs_oracle(classes):
+    rng = rng_for("long-rows-blocks", classes)
+    full = classes // 16 * 16
+    edges = [0, 15, 16, classes - 1, min(full, classes - 1), max(full - 1, 0), classes // 2]
+    for dtype in DTYPES:
+        z = make_logits(rng, (2 * len(edges) + 3, classes), dtype)
+        lab = make_labels(rng, (z.shape[0],), classes, np.int64, ignore=-100)
+        lab[: len(edges)] = edges
+        z[len(edges), ::3] = -1e4  # a masked row (range beyond float exponentials)
+        compare_all(z, lab, reduction="none", gamma=2.0)
+        compare_all(z, lab, reduction="sum", gamma=0.5, alpha=np.linspace(0.1, 1, classes))
+
+
 # --------------------------------------------------------------------------
 # Large, threaded inputs against the NumPy implementation
 # --------------------------------------------------------------------------

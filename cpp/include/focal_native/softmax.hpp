@@ -57,15 +57,24 @@ FOCAL_NATIVE_INLINE double shifted(double z, double m) noexcept { return z == m 
 // amplified by |z - m| in the exponential (hundreds of ulps for a row won by
 // a margin of 500), so the difference is kept exactly as hi + lo (TwoSum)
 // and exp(hi) (1 + lo) is returned. For float32 data z - m is exact in double.
-template <Prec P>
+// Loop: called in an `omp simd` loop (the selects then take the form that
+// vectorizes, see loop_select); otherwise the conditional, faster in scalar
+// code.
+template <Prec P, bool Loop = false>
 FOCAL_NATIVE_INLINE double exp_shifted(double z, double m) noexcept {
   if constexpr (P == Prec::full) {
     double hi, lo;
     two_sum(z, -m, hi, lo);
     const bool finite = hi > -std::numeric_limits<double>::infinity();
-    hi = z == m ? 0.0 : hi;
-    lo = (z == m || !finite) ? 0.0 : lo;
-    return exp_nonpos<P>(hi) * (1.0 + lo);
+    if constexpr (Loop) {
+      hi = loop_select(z == m, 0.0, hi);
+      lo = loop_select((z == m) | !finite, 0.0, lo);
+      return exp_nonpos<P, kLoopFlush>(hi) * (1.0 + lo);
+    } else {
+      hi = z == m ? 0.0 : hi;
+      lo = (z == m || !finite) ? 0.0 : lo;
+      return exp_nonpos<P>(hi) * (1.0 + lo);
+    }
   } else {
     return exp_nonpos<P>(shifted(z, m));
   }
@@ -203,6 +212,29 @@ FOCAL_NATIVE_INLINE void park_values(const double* v, T* park, std::int64_t stri
   for (std::int64_t j = 0; j < m; ++j) park[j * stride] = static_cast<T>(v[j]);
 }
 
+// skip - k0 if it lies in [0, 16), else 16 (no branch).
+FOCAL_NATIVE_INLINE int block_index(std::int64_t skip, std::int64_t k0) noexcept {
+  const auto rel = static_cast<std::uint64_t>(skip - k0);  // negative: huge
+  return static_cast<int>(rel < 16 ? rel : 16);
+}
+
+// One block of 16 classes of float32 data: eb[j] = exp(z[j] - m)
+// (exp_diff_f), and acc[j] += eb[j] in double for j < lim, j != sk.
+template <bool Tail>
+FOCAL_NATIVE_INLINE void exp_block16_f(const float* z, float mf, int sk, int lim, float* eb,
+                                       double* acc) noexcept {
+  FOCAL_NATIVE_SIMD
+  for (int j = 0; j < 16; ++j) {
+    const float e = exp_diff_f(Tail ? (j < lim ? z[j] : mf) : z[j], mf);
+    eb[j] = e;
+    // Converted after a float product by a 0/1 weight: GCC sinks a
+    // conversion of the exp's result (a select) into the select's arms,
+    // and under trapping math then leaves the whole loop scalar. e is in
+    // [0, 1] or NaN (then the whole row is NaN): the product is exact.
+    acc[j] += static_cast<double>(e * (j == sk || j >= lim ? 0.0f : 1.0f));
+  }
+}
+
 // sum_{k != skip} exp(z(k) - m) over one position's classes (element k at
 // row[k * stride]); compensated for float64 data. With Park, each exp(z(k) - m)
 // is also stored (rounded to T) at park[k * stride], for the gradient pass.
@@ -213,35 +245,39 @@ FOCAL_NATIVE_INLINE double sum_exp_except(const T* row, std::int64_t stride, std
                                           T* park = nullptr) noexcept {
   if constexpr (FloatExp) {
     static_assert(std::is_same_v<T, float>, "float exponentials are for float32 data");
-    // Float exponentials (see exp_diff_f), summed in double; the chunk
-    // buffer keeps one loop (one summation order) with or without parking.
     (void)stride;
     const float mf = static_cast<float>(m);  // m is the maximum of float data
-    double so = 0.0;
-    alignas(64) float eb[kSumChunk];
-    for (std::int64_t k0 = 0; k0 < C; k0 += kSumChunk) {
-      const int mk = static_cast<int>(C - k0 < kSumChunk ? C - k0 : kSumChunk);
-      // The skipped class as a 32-bit index into the chunk (-1: not in it):
-      // a compare of 32-bit lanes, not of 64-bit ones, per float.
-      const int sk = skip >= k0 && skip < k0 + mk ? static_cast<int>(skip - k0) : -1;
-      double part = 0.0;
-      FOCAL_NATIVE_SIMD_REDUCE(+, part)
-      for (int j = 0; j < mk; ++j) {
-        const float e = exp_diff_f(row[k0 + j], mf);
-        eb[j] = e;
-        // Converted after a float product by a 0/1 weight: GCC sinks a
-        // conversion of the exp's result (a select) into the select's arms,
-        // and under trapping math then leaves the whole loop scalar. e is in
-        // [0, 1] or NaN (then the whole row is NaN): the product is exact.
-        part += static_cast<double>(e * (j == sk ? 0.0f : 1.0f));
-      }
-      so += part;
+    // Blocks of 16 classes, each exponential added (in double) to lane
+    // j % 16 of acc, and the lanes summed as a tree at the end: one order
+    // of summation whatever the instruction set or the parking, and no
+    // `omp simd` reduction, which GCC finishes with 16 dependent scalar
+    // additions per row. The label's position in a block is found without
+    // a branch (16: not in it): from a conditional `-1`, GCC made a copy of
+    // the loop for the blocks without the label and left that copy scalar.
+    // The last, partial block is read with a masked load, its lanes past the
+    // row standing in for the maximum, with weight 0.
+    alignas(64) double acc[16] = {};
+    alignas(64) float eb[16];
+    const std::int64_t full = C & ~std::int64_t{15};
+    for (std::int64_t k0 = 0; k0 < full; k0 += 16) {
+      const int sk = block_index(skip, k0);
+      exp_block16_f<false>(row + k0, mf, sk, 16, eb, acc);
       if constexpr (Park) {
         FOCAL_NATIVE_SIMD
-        for (int j = 0; j < mk; ++j) park[k0 + j] = eb[j];
+        for (int j = 0; j < 16; ++j) park[k0 + j] = eb[j];
       }
     }
-    return so;
+    if (full < C) {
+      const int rem = static_cast<int>(C - full);
+      const int sk = block_index(skip, full);
+      exp_block16_f<true>(row + full, mf, sk, rem, eb, acc);
+      if constexpr (Park)
+        for (int j = 0; j < rem; ++j) park[full + j] = eb[j];
+    }
+    for (int l = 0; l < 8; ++l) acc[l] += acc[l + 8];
+    for (int l = 0; l < 4; ++l) acc[l] += acc[l + 4];
+    for (int l = 0; l < 2; ++l) acc[l] += acc[l + 2];
+    return acc[0] + acc[1];
   } else if constexpr (P == Prec::full) {
     CompensatedSum cs;
     alignas(64) double eb[kSumChunk];
@@ -249,9 +285,9 @@ FOCAL_NATIVE_INLINE double sum_exp_except(const T* row, std::int64_t stride, std
       const std::int64_t mk = C - k0 < kSumChunk ? C - k0 : kSumChunk;
       FOCAL_NATIVE_SIMD
       for (std::int64_t j = 0; j < mk; ++j) {
-        const double e = exp_shifted<P>(static_cast<double>(row[(k0 + j) * stride]), m);
+        const double e = exp_shifted<P, true>(static_cast<double>(row[(k0 + j) * stride]), m);
         if constexpr (Park) park[(k0 + j) * stride] = static_cast<T>(e);  // T = double
-        eb[j] = k0 + j == skip ? 0.0 : e;
+        eb[j] = loop_select(k0 + j == skip, 0.0, e);
       }
       cs.add(eb, mk);
     }
@@ -267,7 +303,7 @@ FOCAL_NATIVE_INLINE double sum_exp_except(const T* row, std::int64_t stride, std
       double part = 0.0;
       FOCAL_NATIVE_SIMD_REDUCE(+, part)
       for (std::int64_t j = 0; j < mk; ++j) {
-        const double e = exp_shifted<P>(static_cast<double>(row[(k0 + j) * stride]), m);
+        const double e = exp_shifted<P, true>(static_cast<double>(row[(k0 + j) * stride]), m);
         eb[j] = e;
         part += k0 + j == skip ? 0.0 : e;
       }
@@ -297,8 +333,9 @@ FOCAL_NATIVE_INLINE double scale_down_pow2(double x, int k) noexcept {
 // in place); rows that merely contain very negative (masked) logits do not
 // qualify, nor do rows whose other logits are all -inf (S_o = 0 exactly).
 FOCAL_NATIVE_INLINE bool needs_scaled_sum(double zskip, double m, double m2) noexcept {
-  return zskip == m && m - m2 > 600.0 && m <= std::numeric_limits<double>::max() &&
-         m2 > -std::numeric_limits<double>::infinity();
+  // (& rather than &&: no branches, so the loops that test it vectorize.)
+  return (zskip == m) & (m - m2 > 600.0) & (m <= std::numeric_limits<double>::max()) &
+         (m2 > -std::numeric_limits<double>::infinity());
 }
 
 // sum_{k != skip} exp(z(k) - m) for float64 data with a finite maximum m
@@ -517,7 +554,7 @@ struct IndexKernel {
             const double m = tl.m[t];
             // NaN sticks once seen: m becomes NaN and every comparison keeps it.
             tl.m[t] = (v > m || v != v) ? v : m;
-            tl.sc[t] = (v > tl.sc[t] && k != tl.c[t]) ? v : tl.sc[t];
+            tl.sc[t] = ((v > tl.sc[t]) & (k != tl.c[t])) ? v : tl.sc[t];
           }
         }
       }
@@ -531,7 +568,7 @@ struct IndexKernel {
         int any = 0;
         FOCAL_NATIVE_PRAGMA(omp simd reduction(| : any))
         for (std::int64_t t = 0; t < g.n; ++t)
-          any |= tl.c[t] >= 0 && needs_scaled_sum(tl.zc[t], tl.m[t], tl.sc[t]);
+          any |= (tl.c[t] >= 0) & needs_scaled_sum(tl.zc[t], tl.m[t], tl.sc[t]);
         any_scaled = any != 0;
         if (any_scaled) {
           for (std::int64_t t = 0; t < g.n; ++t) {
@@ -567,14 +604,14 @@ struct IndexKernel {
         }
         FOCAL_NATIVE_SIMD
         for (std::int64_t t = 0; t < g.n; ++t) {
-          const double e = exp_shifted<P>(static_cast<double>(col[t * ts]), tl.m[t]);
+          const double e = exp_shifted<P, true>(static_cast<double>(col[t * ts]), tl.m[t]);
           if constexpr (Park) {
             if constexpr (std::is_same_v<T, double>)
               pcol[t * ts] = e;
             else
               eb[t] = e;  // converted in a loop of its own (see park_values)
           }
-          const double v = k == tl.c[t] ? 0.0 : e;
+          const double v = loop_select(k == tl.c[t], 0.0, e);
           if constexpr (P == Prec::full) {
             // Compensated (TwoSum) accumulation, see CompensatedSum.
             const double sum = tl.s[t] + v;
@@ -614,7 +651,7 @@ struct IndexKernel {
     FOCAL_NATIVE_SIMD
     for (std::int64_t t = 0; t < n; ++t) {
       const double d = shifted(tl.zc[t], tl.m[t]);
-      const double a = exp_shifted<P>(tl.zc[t], tl.m[t]);
+      const double a = exp_shifted<P, true>(tl.zc[t], tl.m[t]);
       const double so = tl.s[t];
       const double S = so + a;
       const double inv_s = 1.0 / S;

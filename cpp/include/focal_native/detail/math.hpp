@@ -44,6 +44,22 @@ FOCAL_NATIVE_INLINE double select_bits(bool c, double a, double b) noexcept {
   return double_of((bits_of(a) & m) | (bits_of(b) & ~m));
 }
 
+// A select inside an `omp simd` loop, in the form that GCC 12 if-converts
+// (and so vectorizes) for the instruction set being compiled: where an arm is
+// computed by an operation that may trap (a product, a sum), only the bitwise
+// form vectorizes with AVX-512 (compiled with trapping math: see
+// CMakeLists.txt); the AVX2 build (-fno-trapping-math) vectorizes either, and
+// the scalar baseline runs the conditional faster. Measured, float64 softmax
+// rows of 80 classes: AVX-512 5.3 -> 1.8 ns/element with the bitwise form;
+// baseline 7.3 -> 20 with it.
+FOCAL_NATIVE_INLINE double loop_select(bool c, double a, double b) noexcept {
+#if defined(__AVX512F__)
+  return select_bits(c, a, b);
+#else
+  return c ? a : b;
+#endif
+}
+
 // a*b + c, rounded once where the hardware has FMA.
 FOCAL_NATIVE_INLINE double mul_add(double a, double b, double c) noexcept {
 #if FOCAL_NATIVE_HAS_FMA
@@ -110,6 +126,12 @@ FOCAL_NATIVE_INLINE double log_poly_full(double z) noexcept {
 // binary per-element formulas, where the conditional cost 27 % (3.4 -> 4.4
 // ns/element, float64 fused). Both give the same values.
 enum class Flush { select, bitwise };
+// The form for the softmax loops (see loop_select).
+#if defined(__AVX512F__)
+inline constexpr Flush kLoopFlush = Flush::bitwise;
+#else
+inline constexpr Flush kLoopFlush = Flush::select;
+#endif
 
 template <Prec P, Flush F = Flush::select>
 FOCAL_NATIVE_INLINE double exp_nonpos(double x) noexcept {
