@@ -59,8 +59,12 @@ WORKLOADS = {
         "S2's data as (8,256,256,21) NHWC, axis -1",
     ),
     "S3": ("softmax", (256, 10), "float32", -1, "us", "softmax, 256 x 10"),
+    # Beyond PERFORMANCE.md's standard six: shapes where focal_native once
+    # had slow paths (long rows past 256 classes; float64 softmax on AVX-512).
+    "S4": ("softmax", (20_000, 1000), "float32", -1, "ms", "softmax, 20k x 1000, axis -1"),
+    "S5": ("softmax", (250_000, 80), "float64", -1, "ms", "softmax, 250k x 80 float64"),
 }
-DEFAULT_WORKLOADS = ["B1", "B2", "B3", "S1", "S2", "S2nhwc", "S3"]
+DEFAULT_WORKLOADS = ["B1", "B2", "B3", "S1", "S2", "S2nhwc", "S3", "S4", "S5"]
 
 # --quick: the same kinds of problem, tiny
 QUICK_SHAPES = {
@@ -71,6 +75,8 @@ QUICK_SHAPES = {
     "S2": (2, 21, 16, 16),
     "S2nhwc": (2, 16, 16, 21),
     "S3": (256, 10),
+    "S4": (200, 1000),
+    "S5": (2_000, 80),
 }
 
 # size sweep for the plot (forward + gradient)
