@@ -235,6 +235,48 @@ FOCAL_NATIVE_INLINE void exp_block16_f(const float* z, float mf, int sk, int lim
   }
 }
 
+// The 16 lanes of exp_block16_f's sums, added as a tree.
+FOCAL_NATIVE_INLINE double lane_total16(double* acc) noexcept {
+  for (int l = 0; l < 8; ++l) acc[l] += acc[l + 8];
+  for (int l = 0; l < 4; ++l) acc[l] += acc[l + 4];
+  for (int l = 0; l < 2; ++l) acc[l] += acc[l + 2];
+  return acc[0] + acc[1];
+}
+
+// sum_exp_except's float path (FloatExp) for two rows of C classes at once,
+// in the same order of summation: the two rows' blocks share a loop, so it
+// carries two independent chains of dependent operations, not one.
+template <bool Park>
+FOCAL_NATIVE_INLINE void sum_exp_except_f2(const float* r0, const float* r1, std::int64_t C,
+                                           float m0, float m1, std::int64_t skip0,
+                                           std::int64_t skip1, float* p0, float* p1,
+                                           double& s0, double& s1) noexcept {
+  alignas(64) double a0[16] = {}, a1[16] = {};
+  alignas(64) float e0[16], e1[16];
+  const std::int64_t full = C & ~std::int64_t{15};
+  for (std::int64_t k0 = 0; k0 < full; k0 += 16) {
+    exp_block16_f<false>(r0 + k0, m0, block_index(skip0, k0), 16, e0, a0);
+    exp_block16_f<false>(r1 + k0, m1, block_index(skip1, k0), 16, e1, a1);
+    if constexpr (Park) {
+      FOCAL_NATIVE_SIMD
+      for (int j = 0; j < 16; ++j) p0[k0 + j] = e0[j];
+      FOCAL_NATIVE_SIMD
+      for (int j = 0; j < 16; ++j) p1[k0 + j] = e1[j];
+    }
+  }
+  if (full < C) {
+    const int rem = static_cast<int>(C - full);
+    exp_block16_f<true>(r0 + full, m0, block_index(skip0, full), rem, e0, a0);
+    exp_block16_f<true>(r1 + full, m1, block_index(skip1, full), rem, e1, a1);
+    if constexpr (Park) {
+      for (int j = 0; j < rem; ++j) p0[full + j] = e0[j];
+      for (int j = 0; j < rem; ++j) p1[full + j] = e1[j];
+    }
+  }
+  s0 = lane_total16(a0);
+  s1 = lane_total16(a1);
+}
+
 // sum_{k != skip} exp(z(k) - m) over one position's classes (element k at
 // row[k * stride]); compensated for float64 data. With Park, each exp(z(k) - m)
 // is also stored (rounded to T) at park[k * stride], for the gradient pass.
@@ -274,10 +316,7 @@ FOCAL_NATIVE_INLINE double sum_exp_except(const T* row, std::int64_t stride, std
       if constexpr (Park)
         for (int j = 0; j < rem; ++j) park[full + j] = eb[j];
     }
-    for (int l = 0; l < 8; ++l) acc[l] += acc[l + 8];
-    for (int l = 0; l < 4; ++l) acc[l] += acc[l + 4];
-    for (int l = 0; l < 2; ++l) acc[l] += acc[l + 2];
-    return acc[0] + acc[1];
+    return lane_total16(acc);
   } else if constexpr (P == Prec::full) {
     CompensatedSum cs;
     alignas(64) double eb[kSumChunk];
@@ -445,54 +484,119 @@ struct IndexKernel {
       sums_cols<Park>(z, go, g, C, tl);
   }
 
-  // Rows mode: one row at a time, vectorized over its classes.
+  // Rows mode: vectorized over the classes of a row. Float32 rows go two at
+  // a time where they can: the two rows' maximum passes share one loop and
+  // their sums another (sum_exp_except_f2), so each loop carries two
+  // independent chains of dependent operations, not one.
   template <bool Park>
   static FOCAL_NATIVE_INLINE void sums_rows(const T* z, T* go, const TileGeom& g, std::int64_t C,
                                             SoftmaxTile& tl) noexcept {
-    {
-      for (std::int64_t t = 0; t < g.n; ++t) {
-        const T* row = z + g.at(t, 0);
-        const std::int64_t c = tl.c[t];
-        tl.zc[t] = c >= 0 ? static_cast<double>(row[c]) : 0.0;  // before parking
-        // Maximum and minimum in T (exact; 16 lanes for float data). For
-        // float64 data (no float exponentials) the second statistic is the
-        // largest logit other than the label's (see needs_scaled_sum).
-        T mt = -std::numeric_limits<T>::infinity();
-        T lt = std::numeric_limits<T>::infinity();
+    std::int64_t t = 0;
+    if constexpr (std::is_same_v<T, float>) {
+      for (; t + 1 < g.n; t += 2) {
+        const float* r0 = z + g.at(t, 0);
+        const float* r1 = z + g.at(t + 1, 0);
+        float m0 = -std::numeric_limits<float>::infinity(), m1 = m0;
+        float l0 = std::numeric_limits<float>::infinity(), l1 = l0;
         int nan = 0;
-        if constexpr (P == Prec::full) {
-          lt = -std::numeric_limits<T>::infinity();
-          FOCAL_NATIVE_PRAGMA(omp simd reduction(max : mt, lt) reduction(| : nan))
-          for (std::int64_t k = 0; k < C; ++k) {
-            const T v = row[k];
-            mt = v > mt ? v : mt;
-            lt = (v > lt && k != c) ? v : lt;
-            nan |= v != v;
-          }
-        } else {
-          FOCAL_NATIVE_PRAGMA(omp simd reduction(max : mt) reduction(min : lt) reduction(| : nan))
-          for (std::int64_t k = 0; k < C; ++k) {
-            const T v = row[k];
-            mt = v > mt ? v : mt;
-            lt = v < lt ? v : lt;
-            nan |= v != v;
-          }
+        FOCAL_NATIVE_PRAGMA(omp simd reduction(max : m0, m1) reduction(min : l0, l1) reduction(| : nan))
+        for (std::int64_t k = 0; k < C; ++k) {
+          const float v0 = r0[k], v1 = r1[k];
+          m0 = v0 > m0 ? v0 : m0;
+          l0 = v0 < l0 ? v0 : l0;
+          m1 = v1 > m1 ? v1 : m1;
+          l1 = v1 < l1 ? v1 : l1;
+          nan |= (v0 != v0) | (v1 != v1);
         }
-        const double m = nan ? std::numeric_limits<double>::quiet_NaN() : static_cast<double>(mt);
-        const double lo = static_cast<double>(lt);  // float64: the largest other logit
-        tl.m[t] = m;
-        T* park = Park ? go + g.at(t, 0) : nullptr;  // go may be null without parking
-        double scaled = -1.0;  // read before any parking
-        if constexpr (P == Prec::full)
-          if (c >= 0 && needs_scaled_sum(tl.zc[t], m, lo))
-            scaled = sum_exp_scaled(row, 1, C, m, lo, c);
-        if (float_exp_ok<T>(m, lo))
-          tl.s[t] = sum_exp_except<P, Park, std::is_same_v<T, float>>(row, 1, C, m, tl.c[t], park);
-        else
-          tl.s[t] = sum_exp_except<P, Park, false>(row, 1, C, m, tl.c[t], park);
-        if (scaled >= 0.0) tl.s[t] = scaled;
+        RowStats a, b;
+        a.mt = m0, a.lt = l0, b.mt = m1, b.lt = l1;
+        if (nan == 0 && float_exp_ok<T>(a.mt, a.lt) && float_exp_ok<T>(b.mt, b.lt)) {
+          const std::int64_t c0 = tl.c[t], c1 = tl.c[t + 1];
+          tl.zc[t] = c0 >= 0 ? static_cast<double>(r0[c0]) : 0.0;  // before parking
+          tl.zc[t + 1] = c1 >= 0 ? static_cast<double>(r1[c1]) : 0.0;
+          tl.m[t] = static_cast<double>(a.mt);
+          tl.m[t + 1] = static_cast<double>(b.mt);
+          float* p0 = Park ? go + g.at(t, 0) : nullptr;  // go may be null without parking
+          float* p1 = Park ? go + g.at(t + 1, 0) : nullptr;
+          sum_exp_except_f2<Park>(r0, r1, C, a.mt, b.mt, c0, c1, p0, p1, tl.s[t], tl.s[t + 1]);
+        } else {
+          a.nan = nan != 0 && row_has_nan(r0, C);
+          b.nan = nan != 0 && row_has_nan(r1, C);
+          row_sums<Park>(z, go, g, C, tl, t, a);
+          row_sums<Park>(z, go, g, C, tl, t + 1, b);
+        }
       }
     }
+    for (; t < g.n; ++t) row_sums<Park>(z, go, g, C, tl, t, row_stats(z + g.at(t, 0), C, tl.c[t]));
+  }
+
+  // A row's maximum and minimum, in T (exact; 16 lanes for float data), and
+  // whether it holds a NaN. For float64 data (no float exponentials) lt is
+  // the largest logit other than the label's (see needs_scaled_sum).
+  struct RowStats {
+    T mt = -std::numeric_limits<T>::infinity();
+    T lt = P == Prec::full ? -std::numeric_limits<T>::infinity()
+                           : std::numeric_limits<T>::infinity();
+    bool nan = false;
+  };
+  static FOCAL_NATIVE_INLINE RowStats row_stats(const T* row, std::int64_t C,
+                                                std::int64_t c) noexcept {
+    T mt = -std::numeric_limits<T>::infinity();
+    T lt = std::numeric_limits<T>::infinity();
+    int nan = 0;
+    if constexpr (P == Prec::full) {
+      lt = -std::numeric_limits<T>::infinity();
+      FOCAL_NATIVE_PRAGMA(omp simd reduction(max : mt, lt) reduction(| : nan))
+      for (std::int64_t k = 0; k < C; ++k) {
+        const T v = row[k];
+        mt = v > mt ? v : mt;
+        lt = (v > lt && k != c) ? v : lt;
+        nan |= v != v;
+      }
+    } else {
+      (void)c;
+      FOCAL_NATIVE_PRAGMA(omp simd reduction(max : mt) reduction(min : lt) reduction(| : nan))
+      for (std::int64_t k = 0; k < C; ++k) {
+        const T v = row[k];
+        mt = v > mt ? v : mt;
+        lt = v < lt ? v : lt;
+        nan |= v != v;
+      }
+    }
+    RowStats st;
+    st.mt = mt;
+    st.lt = lt;
+    st.nan = nan != 0;
+    return st;
+  }
+  static FOCAL_NATIVE_INLINE bool row_has_nan(const T* row, std::int64_t C) noexcept {
+    int nan = 0;
+    FOCAL_NATIVE_PRAGMA(omp simd reduction(| : nan))
+    for (std::int64_t k = 0; k < C; ++k) nan |= row[k] != row[k];
+    return nan != 0;
+  }
+
+  // The sum of row t's exponentials, from its statistics.
+  template <bool Park>
+  static FOCAL_NATIVE_INLINE void row_sums(const T* z, T* go, const TileGeom& g, std::int64_t C,
+                                           SoftmaxTile& tl, std::int64_t t,
+                                           const RowStats& st) noexcept {
+    const T* row = z + g.at(t, 0);
+    const std::int64_t c = tl.c[t];
+    tl.zc[t] = c >= 0 ? static_cast<double>(row[c]) : 0.0;  // before parking
+    const double m =
+        st.nan ? std::numeric_limits<double>::quiet_NaN() : static_cast<double>(st.mt);
+    const double lo = static_cast<double>(st.lt);  // float64: the largest other logit
+    tl.m[t] = m;
+    T* park = Park ? go + g.at(t, 0) : nullptr;  // go may be null without parking
+    double scaled = -1.0;  // read before any parking
+    if constexpr (P == Prec::full)
+      if (c >= 0 && needs_scaled_sum(tl.zc[t], m, lo)) scaled = sum_exp_scaled(row, 1, C, m, lo, c);
+    if (float_exp_ok<T>(m, lo))
+      tl.s[t] = sum_exp_except<P, Park, std::is_same_v<T, float>>(row, 1, C, m, c, park);
+    else
+      tl.s[t] = sum_exp_except<P, Park, false>(row, 1, C, m, c, park);
+    if (scaled >= 0.0) tl.s[t] = scaled;
   }
 
   // Columns mode (g.tstride == 1: NCHW data, or a class-major copy of short
