@@ -627,6 +627,31 @@ def test_long_rows_block_edges_vs_oracle(classes):
         compare_all(z, lab, reduction="sum", gamma=0.5, alpha=np.linspace(0.1, 1, classes))
 
 
+@pytest.mark.parametrize("classes", LONG_ROW_CLASSES, ids=lambda c: f"C={c}")
+def test_long_rows_paired_equal_single(isa, classes):
+    """Float32 rows go two at a time where both can (one loop for both rows);
+    a one-row call always takes the single-row path. Every row must give the
+    same bits either way, next to a masked row and a NaN row, in place too."""
+    rng = rng_for("long-rows-pairs", classes)
+    z = make_logits(rng, (9, classes), F32)
+    lab = make_labels(rng, (9,), classes, np.int64, ignore=-100)
+    z[2, ::3] = -1e4  # pairs (2, 3) fall back to single rows: masked
+    z[5, classes // 2] = np.nan  # pairs (4, 5): a NaN
+    lab[5] = classes - 1  # (not ignored, so its loss is NaN)
+    kw = dict(gamma=2.0, reduction="none")
+    loss, grad = fn.softmax_focal_loss_with_grad(z, lab, **kw)
+    zi = z.copy()
+    loss_i, grad_i = fn.softmax_focal_loss_with_grad(zi, lab, grad_out=zi, **kw)
+    ft.assert_bitwise_equal(loss_i, loss)
+    ft.assert_bitwise_equal(grad_i, grad)
+    ft.assert_bitwise_equal(fn.softmax_focal_loss(z, lab, **kw), loss)
+    for i in range(z.shape[0]):
+        li, gi = fn.softmax_focal_loss_with_grad(z[i : i + 1], lab[i : i + 1], **kw)
+        ft.assert_bitwise_equal(li, loss[i : i + 1], err_msg=f"row {i}")
+        ft.assert_bitwise_equal(gi, grad[i : i + 1], err_msg=f"row {i}")
+    assert np.isnan(loss[5]) and np.isfinite(np.delete(loss, 5)).all()
+
+
 # --------------------------------------------------------------------------
 # Large, threaded inputs against the NumPy implementation
 # --------------------------------------------------------------------------

@@ -121,10 +121,12 @@ FOCAL_NATIVE_INLINE double log_poly_full(double z) noexcept {
 //
 // How that select is written decides whether GCC 12 if-converts, and so
 // vectorizes, the loop around a call, and no one form works everywhere:
-// Flush::select (a conditional) for the softmax loops and for q^gamma, where
-// the bitwise form left them scalar; Flush::bitwise (select_bits) for the
-// binary per-element formulas, where the conditional cost 27 % (3.4 -> 4.4
-// ns/element, float64 fused). Both give the same values.
+// Flush::select (a conditional) for q^gamma, and for the softmax loops
+// except on AVX-512 (kLoopFlush, see loop_select), where the bitwise form
+// left them scalar (AVX2 build); Flush::bitwise (select_bits) for the binary
+// per-element formulas, where the conditional cost 27 % (3.4 -> 4.4
+// ns/element, float64 fused), and for the softmax loops on AVX-512, where
+// the conditional left them scalar. Both give the same values.
 enum class Flush { select, bitwise };
 // The form for the softmax loops (see loop_select).
 #if defined(__AVX512F__)
