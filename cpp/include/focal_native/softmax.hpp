@@ -454,7 +454,7 @@ struct TileGeom {
 // ---------------------------------------------------------------------------
 // Class-index targets without label smoothing.
 
-template <class T, class L, GammaKind G, bool StoreLoss, bool WantGrad, bool Up>
+template <class T, GammaKind G, bool StoreLoss, bool WantGrad, bool Up>
 struct IndexKernel {
   static constexpr Prec P = prec_for<T>;
 
@@ -929,23 +929,34 @@ struct DenseKernel {
   // classes other than the arg-max.
   static FOCAL_NATIVE_INLINE void sums(const T* z, const TileGeom& g, std::int64_t C,
                                        SoftmaxTile& tl) noexcept {
+    if (g.kstride != 1) return sums_cols(z, g, C, tl);
     for (std::int64_t t = 0; t < g.n; ++t) {
+      // Three vectorized passes over the row (in cache): the maximum (NaN
+      // skipped, then flagged), the first class that attains it, the
+      // largest of the others.
+      const T* row = z + g.at(t, 0);
       double m = -std::numeric_limits<double>::infinity();
-      double m2 = m;
-      std::int64_t am = 0;
-      bool nan = false;
+      std::int64_t nan = 0;
+      FOCAL_NATIVE_PRAGMA(omp simd reduction(max : m) reduction(| : nan))
       for (std::int64_t k = 0; k < C; ++k) {
-        const double v = static_cast<double>(z[g.at(t, k)]);
+        const double v = static_cast<double>(row[k]);
         nan |= v != v;
-        if (v > m) {
-          m2 = m;
-          m = v;
-          am = k;
-        } else if (v > m2) {
-          m2 = v;
-        }
+        m = v > m ? v : m;
       }
-      tl.m[t] = nan ? std::numeric_limits<double>::quiet_NaN() : m;
+      std::int64_t am = C;
+      FOCAL_NATIVE_SIMD_REDUCE(min, am)
+      for (std::int64_t k = 0; k < C; ++k) {
+        const std::int64_t i = static_cast<double>(row[k]) == m ? k : C;
+        am = i < am ? i : am;
+      }
+      am = am < C ? am : 0;  // (a NaN row: any class will do)
+      double m2 = -std::numeric_limits<double>::infinity();
+      FOCAL_NATIVE_SIMD_REDUCE(max, m2)
+      for (std::int64_t k = 0; k < C; ++k) {
+        const double v = static_cast<double>(row[k]);
+        m2 = (v > m2) & (k != am) ? v : m2;
+      }
+      tl.m[t] = nan != 0 ? std::numeric_limits<double>::quiet_NaN() : m;
       tl.a[t] = static_cast<double>(am);
       tl.sc[t] = m2;  // (the compensation slot is unused by dense rows)
     }
@@ -961,88 +972,267 @@ struct DenseKernel {
     }
   }
 
-  // Probability terms of element (t, k): p, log p, and (via focal_terms_of)
-  // 1 - p and its log.
-  struct Elem {
-    double p, log_p;
-  };
-  // (exp_shifted's conditional form on purpose: with the vectorizing form
-  // GCC vectorizes pass 3 on AVX-512, and it ran slower, float64 rows of
-  // 80 classes 30 -> 54 ns/element, because the vector code evaluates every
-  // arm of the per-class formulas that the scalar code branches around.)
-  static FOCAL_NATIVE_INLINE Elem elem(double zk, const SoftmaxTile& tl, std::int64_t t,
-                                       double log_s) noexcept {
-    const double d = shifted(zk, tl.m[t]);
-    return {exp_shifted<P>(zk, tl.m[t]) * tl.inv_s[t], d - log_s};
+  // sums in columns mode (g.tstride == 1): vectorized over the positions of
+  // the tile, class by class, with the same results as a row's passes
+  // (float64: compensated in class order instead of eight lanes).
+  static FOCAL_NATIVE_INLINE void sums_cols(const T* z, const TileGeom& g, std::int64_t C,
+                                            SoftmaxTile& tl) noexcept {
+    const std::int64_t n = g.n;
+    alignas(64) std::int64_t nan[kSoftmaxTile];
+    FOCAL_NATIVE_SIMD
+    for (std::int64_t t = 0; t < n; ++t) {
+      tl.m[t] = tl.sc[t] = -std::numeric_limits<double>::infinity();
+      tl.a[t] = 0.0;
+      nan[t] = 0;
+    }
+    for (std::int64_t k = 0; k < C; ++k) {
+      const T* col = z + g.at(0, k);
+      const auto kd = static_cast<double>(k);
+      FOCAL_NATIVE_SIMD
+      for (std::int64_t t = 0; t < n; ++t) {
+        const double v = static_cast<double>(col[t]);
+        const double m = tl.m[t], m2 = tl.sc[t];
+        const bool gt = v > m;
+        nan[t] |= v != v;
+        tl.sc[t] = gt ? m : (v > m2 ? v : m2);
+        tl.m[t] = gt ? v : m;
+        tl.a[t] = gt ? kd : tl.a[t];
+      }
+    }
+    alignas(64) double scaled[kSoftmaxTile];
+    bool any_scaled = false;
+    for (std::int64_t t = 0; t < n; ++t) {
+      if (nan[t] != 0) tl.m[t] = std::numeric_limits<double>::quiet_NaN();
+      scaled[t] = -1.0;
+      if (P == Prec::full && needs_scaled_sum(tl.m[t], tl.m[t], tl.sc[t])) {
+        scaled[t] = sum_exp_scaled(z + g.at(t, 0), g.kstride, C, tl.m[t], tl.sc[t],
+                                   static_cast<std::int64_t>(tl.a[t]));
+        any_scaled = true;
+      }
+    }
+    FOCAL_NATIVE_SIMD
+    for (std::int64_t t = 0; t < n; ++t) tl.s[t] = tl.zc[t] = 0.0;  // zc: compensation
+    for (std::int64_t k = 0; k < C; ++k) {
+      const T* col = z + g.at(0, k);
+      const auto kd = static_cast<double>(k);
+      FOCAL_NATIVE_SIMD
+      for (std::int64_t t = 0; t < n; ++t) {
+        const double e = exp_shifted<P, true>(static_cast<double>(col[t]), tl.m[t]);
+        const double v = loop_select(kd == tl.a[t], 0.0, e);
+        if constexpr (P == Prec::full) {
+          // Compensated (TwoSum) accumulation, see CompensatedSum.
+          const double sum = tl.s[t] + v;
+          const double bb = sum - tl.s[t];
+          tl.zc[t] += (tl.s[t] - (sum - bb)) + (v - bb);
+          tl.s[t] = sum;
+        } else {
+          tl.s[t] += v;
+        }
+      }
+    }
+    if constexpr (P == Prec::full) {
+      FOCAL_NATIVE_SIMD
+      for (std::int64_t t = 0; t < n; ++t) tl.s[t] += tl.zc[t];
+    }
+    if (any_scaled) {
+      for (std::int64_t t = 0; t < n; ++t)
+        if (scaled[t] >= 0.0) tl.s[t] = scaled[t];
+    }
   }
-  // s_other for the arg-max is the stored sum; other classes never use it
-  // (their p <= 1/2), so any positive value keeps the unused branch finite.
-  static FOCAL_NATIVE_INLINE double s_other(std::int64_t k, const SoftmaxTile& tl,
-                                            std::int64_t t) noexcept {
-    return k == static_cast<std::int64_t>(tl.a[t]) ? tl.s[t] : 1.0;
+
+  // p = exp(z - m) / S and log p = (z - m) - log S of a class of position t.
+  // Loop: the form for `omp simd` loops. (Two functions, not one returning a
+  // struct: a struct argument or result becomes an addressable local, which
+  // `omp simd` privatizes into a per-lane array, and the loop stays scalar.)
+  template <bool Loop>
+  static FOCAL_NATIVE_INLINE double prob(double zk, double m, double inv_s) noexcept {
+    return exp_shifted<P, Loop>(zk, m) * inv_s;
+  }
+  template <bool Loop>
+  static FOCAL_NATIVE_INLINE double log_prob(double zk, double m, double log_s) noexcept {
+    return (Loop ? loop_select(zk == m, 0.0, zk - m) : shifted(zk, m)) - log_s;
+  }
+
+  // The terms of a class other than the arg-max, whose p <= 1/2: 1 - p and
+  // log1p(-p) need none of the arg-max's care, and no arm is left to branch
+  // around, so the per-class loops vectorize. Returns the loss and y F.
+  // (Evaluated for the arg-max's lane too, whose p may reach 1: the result
+  // may then be NaN, and the loops select it away.)
+  static FOCAL_NATIVE_INLINE FocalTerms other_terms(double alpha, double p, double log_p,
+                                                    double gamma, double y) noexcept {
+    const double q = 1.0 - p;
+    const double lq = log1p_any<P>(-p);
+    double qg;
+    if constexpr (G == GammaKind::general && P == Prec::single)
+      qg = exp_nonpos<P, kLoopFlush>(gamma * lq);  // pow_from_log's value, in the loop's form
+    else
+      qg = pow_from_log<P, G>(q, lq, 0.0, gamma);
+    double inner = -1.0;
+    if constexpr (G != GammaKind::zero) {
+      // q >= 1/2; p log p -> 0 as p -> 0 (log p = -inf).
+      const double t = p * (log_p / q);
+      inner = mul_add(gamma, loop_select(p == 0.0, 0.0, t), -1.0);
+    }
+    // The loss as in focal_terms (the order of the products, the zero weights).
+    const double L = -log_p;
+    const double w = alpha * qg;
+    const bool zero = (alpha == 0.0) | (qg == 0.0) | (y == 0.0);
+    const double loss = loop_select(alpha > 1.0, w * (y * L), alpha * (y * (qg * L)));
+    return {loop_select(zero, 0.0, loss), y * (w * inner)};
+  }
+
+  // The arg-max class of position t (the first maximal one), whose p may
+  // exceed 1/2: its loss and y F added to the other classes' sums
+  // (loss, trest), and its unscaled gradient y F q - p trest stored in
+  // tl.fq[t].
+  static FOCAL_NATIVE_INLINE double argmax_terms(const T* z, const Y* y, const TileGeom& g,
+                                                 const SoftmaxConsts& sc,
+                                                 const std::int64_t* labels, SoftmaxTile& tl,
+                                                 std::int64_t t, double loss,
+                                                 double trest) noexcept {
+    const auto am = static_cast<std::int64_t>(tl.a[t]);
+    const double log_s = tl.f[t], inv_s = tl.inv_s[t], so = tl.s[t];
+    const double zk = static_cast<double>(z[g.at(t, am)]);
+    const double p = prob<false>(zk, tl.m[t], inv_s);
+    const double q = one_minus_p(p, so, inv_s);
+    const double yk = target(y, g, sc, tl, t, am, labels ? labels[t] : -1);
+    const FocalTerms ft =
+        focal_terms<P, G, true>(class_alpha(sc, am), p, log_prob<false>(zk, tl.m[t], log_s), q,
+                                log_one_minus_p<P>(p, so, log_s), sc.gamma, yk);
+    const double yf = yk * ft.f;
+    tl.t_all[t] = trest + yf;
+    tl.q[t] = trest;
+    tl.fq[t] = mul_add(yf, q, -(p * trest));
+    // A NaN logit poisons the row even where every target weight is 0.
+    const double m = tl.m[t];
+    return tl.live[t] != 0 ? (m != m ? m : loss + ft.loss) : 0.0;
+  }
+
+  // The gradient of class k of position t, from its per-class terms.
+  static FOCAL_NATIVE_INLINE double grad_of(double alpha, double zk, double yk, double m,
+                                            double inv_s, double log_s, double tall,
+                                            double gam, double gamma, bool is_am) noexcept {
+    const double p = prob<true>(zk, m, inv_s);
+    const double yf = other_terms(alpha, p, log_prob<true>(zk, m, log_s), gamma, yk).f;
+    const double gk = mul_add(yf, 1.0 - p, -(p * (tall - yf)));
+    return loop_select(is_am, gam, gk);
+  }
+
+  // The weight of class k, with (HasAlpha) or without per-class weights: the
+  // loops are compiled once for each, since a conditional read of alpha[k]
+  // (a masked gather to GCC) leaves them scalar.
+  template <bool HasAlpha>
+  static FOCAL_NATIVE_INLINE double alpha_at(const SoftmaxConsts& sc, std::int64_t k) noexcept {
+    if constexpr (HasAlpha)
+      return loop_select(sc.alpha_scale == 1.0, sc.alpha[k], sc.alpha[k] * sc.alpha_scale);
+    else
+      return sc.alpha_scale;
   }
 
   static FOCAL_NATIVE_INLINE void run(const T* z, const Y* y, T* go, const TileGeom& g,
                                       const SoftmaxConsts& sc, const std::int64_t* labels,
                                       SoftmaxTile& tl) noexcept {
+    if (sc.alpha)
+      run_with<true>(z, y, go, g, sc, labels, tl);
+    else
+      run_with<false>(z, y, go, g, sc, labels, tl);
+  }
+
+  template <bool HasAlpha>
+  static FOCAL_NATIVE_INLINE void run_with(const T* z, const Y* y, T* go, const TileGeom& g,
+                                           const SoftmaxConsts& sc, const std::int64_t* labels,
+                                           SoftmaxTile& tl) noexcept {
     const std::int64_t C = sc.classes;
+    const double gamma = sc.gamma;
     sums(z, g, C, tl);
     for (std::int64_t t = 0; t < g.n; ++t) {
       const double sr = tl.s[t];
       tl.f[t] = log1p_any<P>(sr);  // log S
       tl.inv_s[t] = 1.0 / (1.0 + sr);
     }
-    // Pass 3: loss, T and T_rest (sums of y_k F_k over all k / over k != arg-max).
-    for (std::int64_t t = 0; t < g.n; ++t) {
-      const double log_s = tl.f[t];
-      const std::int64_t label = labels ? labels[t] : -1;
-      const std::int64_t am = static_cast<std::int64_t>(tl.a[t]);
-      double loss = 0.0, tall = 0.0, trest = 0.0;
-      FOCAL_NATIVE_PRAGMA(omp simd reduction(+ : loss, tall, trest))
-      for (std::int64_t k = 0; k < C; ++k) {
-        const Elem e = elem(static_cast<double>(z[g.at(t, k)]), tl, t, log_s);
-        const double so = s_other(k, tl, t);
-        const double q = one_minus_p(e.p, so, tl.inv_s[t]);
-        const double yk = target(y, g, sc, tl, t, k, label);
-        const FocalTerms ft = focal_terms<P, G, true>(
-            class_alpha(sc, k), e.p, e.log_p, q, log_one_minus_p<P>(e.p, so, log_s), sc.gamma, yk);
-        const double yf = yk * ft.f;
-        loss += ft.loss;
-        tall += yf;
-        trest += k == am ? 0.0 : yf;
-      }
-      // A NaN logit poisons the row even where every target weight is 0.
-      const double m = tl.m[t];
-      tl.loss[t] = tl.live[t] != 0 ? (m != m ? m : loss) : 0.0;
-      tl.t_all[t] = tall;
-      tl.q[t] = trest;
-    }
-    if constexpr (WantGrad) {
-      // Pass 4: recompute the per-class terms (the gradient may overwrite the
-      // logits in place, so nothing is parked in the output).
+    // Pass 3: the loss, T_rest = sum of y_k F_k over the classes other than
+    // the arg-max, then the arg-max's terms and T = T_rest + its y F.
+    // Pass 4 (gradient): the per-class terms again (the gradient may
+    // overwrite the logits in place, so nothing is parked in the output);
+    // each loop reads z[j] before writing go[j] at the same index only.
+    if (g.kstride == 1) {
+      // Rows: vectorized over the classes of a position.
       for (std::int64_t t = 0; t < g.n; ++t) {
-        const double log_s = tl.f[t];
+        const double m = tl.m[t], inv_s = tl.inv_s[t], log_s = tl.f[t];
         const std::int64_t label = labels ? labels[t] : -1;
         const std::int64_t am = static_cast<std::int64_t>(tl.a[t]);
-        const double tall = tl.t_all[t], trest = tl.q[t], scale = tl.scale[t];
-        const double post = tl.big ? tl.post[t] : 1.0;  // see split_big_scales
-        const double post2 = tl.big ? tl.post2[t] : 1.0;
-        const bool live = tl.live[t] != 0;
-        // Pass 4 reads z[j] before writing go[j] at the same index only, so
-        // the loop vectorizes also when the gradient overwrites the logits.
-        FOCAL_NATIVE_SIMD
+        const T* row = z + g.at(t, 0);
+        double loss = 0.0, trest = 0.0;
+        FOCAL_NATIVE_PRAGMA(omp simd reduction(+ : loss, trest))
         for (std::int64_t k = 0; k < C; ++k) {
-          const std::int64_t j = g.at(t, k);
-          const Elem e = elem(static_cast<double>(z[j]), tl, t, log_s);
-          const double so = s_other(k, tl, t);
-          const double q = one_minus_p(e.p, so, tl.inv_s[t]);
-          const double yk = target(y, g, sc, tl, t, k, label);
-          const FocalTerms ft = focal_terms<P, G>(class_alpha(sc, k), e.p, e.log_p, q,
-                                                  log_one_minus_p<P>(e.p, so, log_s), sc.gamma);
-          const double yf = yk * ft.f;
-          const double rest = k == am ? trest : tall - yf;
-          const double gk = mul_add(yf, q, -(e.p * rest));
-          go[j] = static_cast<T>(select_bits(live, ((gk * scale) * post) * post2, 0.0));
+          const double zk = static_cast<double>(row[k]);
+          const FocalTerms ft = other_terms(alpha_at<HasAlpha>(sc, k), prob<true>(zk, m, inv_s),
+                                            log_prob<true>(zk, m, log_s), gamma,
+                                            target(y, g, sc, tl, t, k, label));
+          loss += loop_select(k == am, 0.0, ft.loss);
+          trest += loop_select(k == am, 0.0, ft.f);
+        }
+        tl.loss[t] = argmax_terms(z, y, g, sc, labels, tl, t, loss, trest);
+      }
+      if constexpr (WantGrad) {
+        for (std::int64_t t = 0; t < g.n; ++t) {
+          const double m = tl.m[t], inv_s = tl.inv_s[t], log_s = tl.f[t];
+          const std::int64_t label = labels ? labels[t] : -1;
+          const std::int64_t am = static_cast<std::int64_t>(tl.a[t]);
+          const double tall = tl.t_all[t], gam = tl.fq[t], scale = tl.scale[t];
+          const double post = tl.big ? tl.post[t] : 1.0;  // see split_big_scales
+          const double post2 = tl.big ? tl.post2[t] : 1.0;
+          const bool live = tl.live[t] != 0;
+          const T* row = z + g.at(t, 0);
+          T* grow = go + g.at(t, 0);
+          FOCAL_NATIVE_SIMD
+          for (std::int64_t k = 0; k < C; ++k) {
+            const double gk = grad_of(alpha_at<HasAlpha>(sc, k), static_cast<double>(row[k]),
+                                      target(y, g, sc, tl, t, k, label), m, inv_s, log_s, tall,
+                                      gam, gamma, k == am);
+            grow[k] = static_cast<T>(select_bits(live, ((gk * scale) * post) * post2, 0.0));
+          }
+        }
+      }
+    } else {
+      // Columns (class stride > 1, positions contiguous): vectorized over the
+      // positions of the tile, class by class; the sums are kept per position
+      // in tl.loss and tl.q, in class order as in rows mode.
+      const std::int64_t n = g.n;
+      for (std::int64_t t = 0; t < n; ++t) tl.loss[t] = tl.q[t] = 0.0;
+      for (std::int64_t k = 0; k < C; ++k) {
+        const double alpha = alpha_at<HasAlpha>(sc, k);
+        const T* col = z + g.at(0, k);
+        FOCAL_NATIVE_SIMD
+        for (std::int64_t t = 0; t < n; ++t) {
+          const double zk = static_cast<double>(col[t]);
+          const double yk = target(y, g, sc, tl, t, k, labels ? labels[t] : -1);
+          const FocalTerms ft = other_terms(alpha, prob<true>(zk, tl.m[t], tl.inv_s[t]),
+                                            log_prob<true>(zk, tl.m[t], tl.f[t]), gamma, yk);
+          const bool is_am = static_cast<double>(k) == tl.a[t];
+          tl.loss[t] += loop_select(is_am, 0.0, ft.loss);
+          tl.q[t] += loop_select(is_am, 0.0, ft.f);
+        }
+      }
+      for (std::int64_t t = 0; t < n; ++t)
+        tl.loss[t] = argmax_terms(z, y, g, sc, labels, tl, t, tl.loss[t], tl.q[t]);
+      if constexpr (WantGrad) {
+        if (!tl.big) {
+          for (std::int64_t t = 0; t < n; ++t) tl.post[t] = tl.post2[t] = 1.0;
+        }
+        for (std::int64_t k = 0; k < C; ++k) {
+          const double alpha = alpha_at<HasAlpha>(sc, k);
+          const T* col = z + g.at(0, k);
+          T* gcol = go + g.at(0, k);
+          FOCAL_NATIVE_SIMD
+          for (std::int64_t t = 0; t < n; ++t) {
+            const double gk = grad_of(alpha, static_cast<double>(col[t]),
+                                      target(y, g, sc, tl, t, k, labels ? labels[t] : -1),
+                                      tl.m[t], tl.inv_s[t], tl.f[t], tl.t_all[t], tl.fq[t],
+                                      gamma, static_cast<double>(k) == tl.a[t]);
+            gcol[t] = static_cast<T>(select_bits(
+                tl.live[t] != 0, ((gk * tl.scale[t]) * tl.post[t]) * tl.post2[t], 0.0));
+          }
         }
       }
     }
@@ -1106,18 +1296,138 @@ inline bool softmax_options_bad(const SoftmaxOptions& o, std::int64_t classes) n
   return false;
 }
 
+// One tile of class-index targets (the labels already in tl.c).
+template <class T, GammaKind G, bool StoreLoss, bool WantGrad, bool Up>
+FOCAL_NATIVE_INLINE void index_tile(const T* z, T* go, const TileGeom& g, const SoftmaxConsts& sc,
+                                    bool short_rows, bool park, SoftmaxTile& tl) noexcept {
+  using K = IndexKernel<T, G, StoreLoss, WantGrad, Up>;
+  const std::int64_t C = sc.classes, n = g.n;
+  if (short_rows) {
+    // Class-major copy of a tile of short rows (C < kRowsMinClasses).
+    alignas(64) T tbuf[kRowsMinClasses * kSoftmaxTile];
+    // Short rows: the tile is transposed into a class-major buffer once (and
+    // the gradient back), so that every pass runs over contiguous positions
+    // instead of strided gathers and scatters.
+    rows_to_classes(z + g.base, C, n, tbuf);
+    const TileGeom bg = {0, 1, n, n, false};
+    if (park)
+      K::template sums<true>(tbuf, tbuf, bg, C, tl);  // parks over the copy
+    else
+      K::template sums<false>(tbuf, tbuf, bg, C, tl);
+    K::finish(sc, n, tl);
+    if constexpr (WantGrad) {
+      if (park)
+        K::grad(tbuf, bg, C, tl);
+      else
+        K::grad_recompute(tbuf, tbuf, bg, C, tl);
+      classes_to_rows(tbuf, C, n, go + g.base);
+    }
+  } else {
+    // (Parking the exponentials of NCHW data in the tile buffer instead, so
+    // that the gradient output is written once, was measured slower: the
+    // stores of the exp pass overlap their cache misses with the arithmetic,
+    // a pure store pass cannot.)
+    if (park)
+      K::template sums<true>(z, go, g, C, tl);
+    else
+      K::template sums<false>(z, go, g, C, tl);
+    K::finish(sc, n, tl);
+    if constexpr (WantGrad) {
+      if (park)
+        K::grad(go, g, C, tl);
+      else
+        K::grad_recompute(z, go, g, C, tl);
+    }
+  }
+}
+
 // Whether a dense target is outside [0, 1] (or NaN).
 template <class Y>
 FOCAL_NATIVE_INLINE bool dense_bad(Y v) noexcept {
   return !(v >= Y(0) && v <= Y(1));
 }
 
+// Class-index targets of any integer type, behind function pointers: the
+// kernels are then compiled once for all label types (they dominate the build
+// time), and only these three small functions once per type. A tile's labels
+// are decoded by one indirect call.
+struct LabelSource {
+  const void* labels;
+  std::int64_t classes;
+  std::int64_t ignore;
+  // Fills tl.c / out (the label, or -1 when ignored or bad), tl.live and
+  // tl.scale (gscale or 0) of positions [pos, pos + n); returns how many
+  // count, and ORs whether any label is bad into *bad.
+  std::int64_t (*decode)(const LabelSource& src, std::int64_t pos, std::int64_t n, double gscale,
+                         SoftmaxTile& tl, std::int64_t* out, bool* bad) noexcept;
+  // How many of the first n labels are not ignore_index.
+  std::int64_t (*count)(const LabelSource& src, std::int64_t n) noexcept;
+  // The lowest bad position in [i0, i1), or -1.
+  std::int64_t (*first_bad)(const LabelSource& src, std::int64_t i0, std::int64_t i1) noexcept;
+};
+
+template <class Y>
+struct LabelOps {
+  static FOCAL_NATIVE_INLINE bool bad(Y v, std::int64_t C, std::int64_t ign) noexcept {
+    if constexpr (std::is_unsigned_v<Y> && sizeof(Y) == 8)
+      if (v > static_cast<Y>(std::numeric_limits<std::int64_t>::max())) return true;
+    const auto lv = static_cast<std::int64_t>(v);
+    return (lv < 0 || lv >= C) && lv != ign;
+  }
+
+  static std::int64_t decode(const LabelSource& src, std::int64_t pos, std::int64_t n,
+                             double gscale, SoftmaxTile& tl, std::int64_t* out,
+                             bool* anybad) noexcept {
+    const Y* y = static_cast<const Y*>(src.labels) + pos;
+    const std::int64_t C = src.classes, ign = src.ignore;
+    // The bad test as 64-bit flags combined bitwise: GCC leaves this loop
+    // scalar with branches or with 32-bit flags among the 64-bit values (the
+    // same for setting bools and ORing into one).
+    std::int64_t tile_bad = 0, tile_live = 0;
+    FOCAL_NATIVE_PRAGMA(omp simd reduction(| : tile_bad) reduction(+ : tile_live))
+    for (std::int64_t t = 0; t < n; ++t) {
+      const Y v = y[t];
+      const auto lv = static_cast<std::int64_t>(v);
+      const std::int64_t not_ign = lv != ign;
+      std::int64_t bad = ((lv < 0) | (lv >= C)) & not_ign;
+      if constexpr (std::is_unsigned_v<Y> && sizeof(Y) == 8)
+        bad |= v > static_cast<Y>(std::numeric_limits<std::int64_t>::max());
+      const std::int64_t live = (bad == 0) & not_ign;
+      tile_bad |= bad;
+      tile_live += live;
+      const std::int64_t c = live != 0 ? lv : -1;
+      tl.c[t] = c;
+      out[t] = c;
+      tl.live[t] = live;
+      tl.scale[t] = live != 0 ? gscale : 0.0;
+    }
+    *anybad |= tile_bad != 0;
+    return tile_live;
+  }
+
+  static std::int64_t count(const LabelSource& src, std::int64_t n) noexcept {
+    return count_not_ignored(static_cast<const Y*>(src.labels), n, src.ignore);
+  }
+
+  static std::int64_t first_bad(const LabelSource& src, std::int64_t i0, std::int64_t i1) noexcept {
+    const Y* y = static_cast<const Y*>(src.labels);
+    return detail::first_bad(i0, i1, [&](std::int64_t i) { return bad(y[i], src.classes, src.ignore); });
+  }
+};
+
+template <class Y>
+LabelSource label_source(const Y* labels, std::int64_t classes, std::int64_t ignore) noexcept {
+  return {labels, classes, ignore, &LabelOps<Y>::decode, &LabelOps<Y>::count,
+          &LabelOps<Y>::first_bad};
+}
+
+// Y: the dense targets' type (== T), or void for class indices (then `src`
+// gives the labels and y_in is null).
 template <class T, class Y, GammaKind G, bool StoreLoss, bool WantGrad, bool Up>
-Status softmax_run(const T* z_in, const Y* y_in, ClassLayout lay, const SoftmaxOptions& o,
-                   T* loss_in, T* grad_in, const T* up_in) noexcept {
-  constexpr bool kDense = std::is_floating_point_v<Y>;
+Status softmax_run(const T* z_in, const Y* y_in, const LabelSource* src, ClassLayout lay,
+                   const SoftmaxOptions& o, T* loss_in, T* grad_in, const T* up_in) noexcept {
+  constexpr bool kDense = !std::is_void_v<Y>;
   const std::int64_t C = lay.classes, inner = lay.inner, npos = lay.positions();
-  const std::int64_t ign = o.ignore_index;
   const bool smoothing = !kDense && o.label_smoothing > 0.0;
   SoftmaxConsts sc;
   sc.alpha = o.alpha;
@@ -1130,21 +1440,9 @@ Status softmax_run(const T* z_in, const Y* y_in, ClassLayout lay, const SoftmaxO
   double gscale = inv_norm;
   if (WantGrad && o.reduction == Reduction::mean) {
     std::int64_t counted = npos;
-    if constexpr (!kDense) counted = count_not_ignored(y_in, npos, ign);
+    if constexpr (!kDense) counted = src->count(*src, npos);
     if (counted > 0) gscale = inv_norm / static_cast<double>(counted);
   }
-  // Labels outside [0, C) that are not ignore_index are bad.
-  auto label_is_bad = [C, ign](Y v) {
-    if constexpr (kDense) {
-      (void)C, (void)ign;
-      return dense_bad(v);
-    } else {
-      if constexpr (std::is_unsigned_v<Y> && sizeof(Y) == 8)
-        if (v > static_cast<Y>(std::numeric_limits<std::int64_t>::max())) return true;
-      const auto lv = static_cast<std::int64_t>(v);
-      return (lv < 0 || lv >= C) && lv != ign;
-    }
-  };
   // Largest factor a gradient element can carry besides its scale and p_k.
   double amp_bound = (1.0 + o.gamma) * o.alpha_scale;
   if (o.alpha) {
@@ -1159,10 +1457,8 @@ Status softmax_run(const T* z_in, const Y* y_in, ClassLayout lay, const SoftmaxO
     FlushDenormalsScope ftz;
     SoftmaxTile tl;
     std::int64_t labels[kSoftmaxTile];
-    // Class-major copy of a tile of short rows (C < kRowsMinClasses).
-    alignas(64) T tbuf[kRowsMinClasses * kSoftmaxTile];
     const T* const z = z_in;
-    const Y* const y = y_in;
+    [[maybe_unused]] const Y* const y = y_in;
     T* const loss_out = loss_in;
     T* const go = grad_in;
     const T* const up = up_in;
@@ -1181,8 +1477,8 @@ Status softmax_run(const T* z_in, const Y* y_in, ClassLayout lay, const SoftmaxO
       TileGeom g;
       if (inner == 1) {
         // Rows of at least kRowsMinClasses vectorize over classes; shorter
-        // rows are transposed into the tile buffer and vectorize over
-        // positions (see below).
+        // rows are transposed into a class-major buffer and vectorize over
+        // positions (index_tile).
         g = {pos * C, C, 1, n, C >= kRowsMinClasses};
       } else {
         g = {o_idx * C * inner + i0, 1, inner, n, false};
@@ -1199,28 +1495,8 @@ Status softmax_run(const T* z_in, const Y* y_in, ClassLayout lay, const SoftmaxO
         }
         tile_live = n;
       } else {
-        // label_is_bad as 64-bit flags combined bitwise: GCC leaves this loop
-        // scalar with the lambda's branches or with 32-bit flags among the
-        // 64-bit values (the same for setting bools and ORing into one).
-        std::int64_t tile_bad = 0;
-        FOCAL_NATIVE_PRAGMA(omp simd reduction(| : tile_bad) reduction(+ : tile_live))
-        for (std::int64_t t = 0; t < n; ++t) {
-          const Y v = y[pos + t];
-          const auto lv = static_cast<std::int64_t>(v);
-          const std::int64_t not_ign = lv != ign;
-          std::int64_t bad = ((lv < 0) | (lv >= C)) & not_ign;
-          if constexpr (std::is_unsigned_v<Y> && sizeof(Y) == 8)
-            bad |= v > static_cast<Y>(std::numeric_limits<std::int64_t>::max());
-          const std::int64_t live = (bad == 0) & not_ign;
-          tile_bad |= bad;
-          tile_live += live;
-          const std::int64_t c = live != 0 ? lv : -1;
-          tl.c[t] = c;
-          labels[t] = c;
-          tl.live[t] = live;
-          tl.scale[t] = live != 0 ? gscale : 0.0;
-        }
-        anybad |= tile_bad != 0;
+        // Labels outside [0, C) that are not ignore_index are bad.
+        tile_live = src->decode(*src, pos, n, gscale, tl, labels, &anybad);
       }
       if constexpr (kDense) {
         FOCAL_NATIVE_SIMD
@@ -1269,45 +1545,15 @@ Status softmax_run(const T* z_in, const Y* y_in, ClassLayout lay, const SoftmaxO
         }
       }
       if (kDense || smoothing) {
-        DenseKernel<T, Y, G, StoreLoss, WantGrad, Up>::run(z, y, go, g, sc,
-                                                           kDense ? nullptr : labels, tl);
+        // Smoothed labels reach the kernel as the tile's 64-bit labels: one
+        // instantiation for every label type.
+        if constexpr (kDense)
+          DenseKernel<T, Y, G, StoreLoss, WantGrad, Up>::run(z, y, go, g, sc, nullptr, tl);
+        else
+          DenseKernel<T, std::int64_t, G, StoreLoss, WantGrad, Up>::run(z, nullptr, go, g, sc,
+                                                                        labels, tl);
       } else {
-        using K = IndexKernel<T, Y, G, StoreLoss, WantGrad, Up>;
-        if (inner == 1 && !g.rows) {
-          // Short rows: the tile is transposed into a class-major buffer once
-          // (and the gradient back), so that every pass runs over contiguous
-          // positions instead of strided gathers and scatters.
-          rows_to_classes(z + g.base, C, n, tbuf);
-          const TileGeom bg = {0, 1, n, n, false};
-          if (park)
-            K::template sums<true>(tbuf, tbuf, bg, C, tl);  // parks over the copy
-          else
-            K::template sums<false>(tbuf, tbuf, bg, C, tl);
-          K::finish(sc, n, tl);
-          if constexpr (WantGrad) {
-            if (park)
-              K::grad(tbuf, bg, C, tl);
-            else
-              K::grad_recompute(tbuf, tbuf, bg, C, tl);
-            classes_to_rows(tbuf, C, n, go + g.base);
-          }
-        } else {
-          // (Parking the exponentials of NCHW data in the tile buffer instead,
-          // so that the gradient output is written once, was measured slower:
-          // the stores of the exp pass overlap their cache misses with the
-          // arithmetic, a pure store pass cannot.)
-          if (park)
-            K::template sums<true>(z, go, g, C, tl);
-          else
-            K::template sums<false>(z, go, g, C, tl);
-          K::finish(sc, n, tl);
-          if constexpr (WantGrad) {
-            if (park)
-              K::grad(go, g, C, tl);
-            else
-              K::grad_recompute(z, go, g, C, tl);
-          }
-        }
+        index_tile<T, G, StoreLoss, WantGrad, Up>(z, go, g, sc, inner == 1 && !g.rows, park, tl);
       }
       lanes.add(tl.loss, n);
       if constexpr (StoreLoss) {
@@ -1332,7 +1578,7 @@ Status softmax_run(const T* z_in, const Y* y_in, ClassLayout lay, const SoftmaxO
         // not lie in this block of positions): an error path, so just scan.
         st.index = first_bad(0, lay.elements(), [&](std::int64_t j) { return dense_bad(y_in[j]); });
       } else {
-        st.index = first_bad(b * bl.block, p1, [&](std::int64_t i) { return label_is_bad(y_in[i]); });
+        st.index = src->first_bad(*src, b * bl.block, p1);
       }
       return st;
     }
@@ -1365,8 +1611,14 @@ Status softmax_dispatch(const T* z, const Y* y, ClassLayout lay, const SoftmaxOp
   auto run = [&](auto g_tag) -> Status {
     constexpr GammaKind G = decltype(g_tag)::value;
     auto go = [&](auto sl, auto wg, auto u) -> Status {
-      return softmax_run<T, Y, G, decltype(sl)::value, decltype(wg)::value, decltype(u)::value>(
-          z, y, lay, o, loss_out, grad_out, up);
+      constexpr bool kSL = decltype(sl)::value, kWG = decltype(wg)::value, kUp = decltype(u)::value;
+      if constexpr (std::is_floating_point_v<Y>) {
+        return softmax_run<T, Y, G, kSL, kWG, kUp>(z, y, nullptr, lay, o, loss_out, grad_out, up);
+      } else {
+        const LabelSource src = label_source(y, lay.classes, o.ignore_index);
+        return softmax_run<T, void, G, kSL, kWG, kUp>(z, nullptr, &src, lay, o, loss_out, grad_out,
+                                                      up);
+      }
     };
     using F = std::false_type;
     using Tr = std::true_type;
