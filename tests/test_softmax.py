@@ -788,6 +788,54 @@ def test_gradient_in_place_over_logits(isa, dtype, reduction):
             ft.assert_bitwise_equal(np.asarray(lo), np.asarray(e_loss))
 
 
+@pytest.mark.parametrize("classes", [3, 6, 40, 80], ids=lambda c: f"C={c}")
+@pytest.mark.parametrize("dtype", DTYPES, ids=DT_IDS)
+def test_sparse_dense_rows(isa, dtype, classes):
+    """Dense rows with at most two nonzero targets evaluate only those classes'
+    terms (every other gradient is -p_k T): rows with 0, 1, 2 and 3 nonzero
+    targets, on and off the arg-max, against the oracle and in place."""
+    rng = rng_for("sparse", dtype, classes)
+    n = 24
+    z = make_logits(rng, (n, classes), dtype)
+    z[1, :] = 0.0  # all tied: the arg-max is class 0
+    z[2, :] = -5.0
+    z[2, classes - 1] = 700.0 if dtype == F64 else 80.0  # a row won by far
+    am = np.argmax(z, axis=1)
+    y = np.zeros((n, classes), dtype)
+    other = (am + 1) % classes
+    third = (am + 2) % classes
+    for r in range(n):
+        kind = r % 8
+        if kind == 1:
+            y[r, am[r]] = 1.0  # one-hot on the arg-max
+        elif kind == 2:
+            y[r, other[r]] = 1.0  # one-hot elsewhere
+        elif kind == 3:
+            y[r, other[r]] = 0.625  # one nonzero below 1
+        elif kind == 4:
+            y[r, am[r]], y[r, other[r]] = 0.75, 0.25  # two, one of them the arg-max
+        elif kind == 5:
+            y[r, [0, classes - 1]] = 0.5  # two at the ends of the row
+        elif kind == 6 and classes >= 3:
+            y[r, [am[r], other[r], third[r]]] = [0.5, 0.25, 0.25]  # three: the full loops
+        elif kind == 7:
+            y[r, other[r]] = 1.0
+            z[r, other[r]] = -np.inf if dtype == F64 else -1e4  # target on a hopeless class
+        # kind 0: no nonzero target
+    alpha = rng.uniform(0.1, 2.0, size=classes)
+    for gamma, a in ((2.0, None), (0.5, alpha), (0.0, 0.25), (5.0, alpha)):
+        kw = dict(alpha=a, gamma=gamma)
+        compare_all(z, y, reduction="none", err_kind="sparse", **kw)
+        compare_all(z, y, reduction="mean", err_kind="sparse", **kw)
+        e_loss, e_grad = fn.softmax_focal_loss_with_grad(z, y, reduction="none", **kw)
+        assert np.isfinite(e_grad).all()
+        zz = z.copy()
+        lo, gr = fn.softmax_focal_loss_with_grad(zz, y, reduction="none", grad_out=zz, **kw)
+        assert gr is zz
+        ft.assert_bitwise_equal(zz, e_grad, f"in place gamma={gamma}")
+        ft.assert_bitwise_equal(lo, e_loss, f"loss gamma={gamma}")
+
+
 # --------------------------------------------------------------------------
 # grad_output: the vector-Jacobian product
 # --------------------------------------------------------------------------

@@ -931,9 +931,11 @@ struct DenseKernel {
                                        SoftmaxTile& tl) noexcept {
     if (g.kstride != 1) return sums_cols(z, g, C, tl);
     for (std::int64_t t = 0; t < g.n; ++t) {
-      // Three vectorized passes over the row (in cache): the maximum (NaN
-      // skipped, then flagged), the first class that attains it, the
-      // largest of the others.
+      // Two vectorized passes over the row (in cache): the maximum m (NaN
+      // skipped, then flagged); then the first class that attains it, how
+      // many do, and the largest logit below m. The largest of the classes
+      // other than the arg-max is m when two or more attain it. (Indices and
+      // counts in doubles: 64-bit lanes throughout, so the loops vectorize.)
       const T* row = z + g.at(t, 0);
       double m = -std::numeric_limits<double>::infinity();
       std::int64_t nan = 0;
@@ -943,19 +945,19 @@ struct DenseKernel {
         nan |= v != v;
         m = v > m ? v : m;
       }
-      std::int64_t am = C;
-      FOCAL_NATIVE_SIMD_REDUCE(min, am)
-      for (std::int64_t k = 0; k < C; ++k) {
-        const std::int64_t i = static_cast<double>(row[k]) == m ? k : C;
-        am = i < am ? i : am;
-      }
-      am = am < C ? am : 0;  // (a NaN row: any class will do)
-      double m2 = -std::numeric_limits<double>::infinity();
-      FOCAL_NATIVE_SIMD_REDUCE(max, m2)
+      const auto cd = static_cast<double>(C);
+      double amd = cd, ties = 0.0, below = -std::numeric_limits<double>::infinity();
+      FOCAL_NATIVE_PRAGMA(omp simd reduction(min : amd) reduction(+ : ties) reduction(max : below))
       for (std::int64_t k = 0; k < C; ++k) {
         const double v = static_cast<double>(row[k]);
-        m2 = (v > m2) & (k != am) ? v : m2;
+        const auto kd = static_cast<double>(k);
+        const bool eq = v == m;
+        amd = eq & (kd < amd) ? kd : amd;  // (bitwise: && branches)
+        ties += eq ? 1.0 : 0.0;
+        below = (v < m) & (v > below) ? v : below;
       }
+      const std::int64_t am = amd < cd ? static_cast<std::int64_t>(amd) : 0;  // (a NaN row: any class)
+      const double m2 = ties >= 2.0 ? m : below;
       tl.m[t] = nan != 0 ? std::numeric_limits<double>::quiet_NaN() : m;
       tl.a[t] = static_cast<double>(am);
       tl.sc[t] = m2;  // (the compensation slot is unused by dense rows)
@@ -1129,6 +1131,28 @@ struct DenseKernel {
       return sc.alpha_scale;
   }
 
+  // Whether a dense row has at most two nonzero targets; then (only then)
+  // lo and hi are set to the first and last nonzero class (-1 each when
+  // none; lo == hi for one).
+  // (A NaN target counts as nonzero; such a call fails anyway.)
+  // (Counted in doubles: 64-bit lanes throughout, so the loop vectorizes.)
+  static FOCAL_NATIVE_INLINE bool sparse_row(const Y* yrow, std::int64_t C, std::int64_t& lo,
+                                             std::int64_t& hi) noexcept {
+    double nnz = 0.0, l = static_cast<double>(C), h = -1.0;
+    FOCAL_NATIVE_PRAGMA(omp simd reduction(+ : nnz) reduction(min : l) reduction(max : h))
+    for (std::int64_t k = 0; k < C; ++k) {
+      const bool nz = static_cast<double>(yrow[k]) != 0.0;
+      const auto kd = static_cast<double>(k);
+      nnz += loop_select(nz, 1.0, 0.0);
+      l = loop_select(nz & (kd < l), kd, l);
+      h = loop_select(nz & (kd > h), kd, h);
+    }
+    if (!(nnz <= 2.0)) return false;  // lo and hi untouched
+    lo = nnz > 0.0 ? static_cast<std::int64_t>(l) : -1;
+    hi = nnz > 0.0 ? static_cast<std::int64_t>(h) : -1;
+    return true;
+  }
+
   static FOCAL_NATIVE_INLINE void run(const T* z, const Y* y, T* go, const TileGeom& g,
                                       const SoftmaxConsts& sc, const std::int64_t* labels,
                                       SoftmaxTile& tl) noexcept {
@@ -1156,13 +1180,38 @@ struct DenseKernel {
     // overwrite the logits in place, so nothing is parked in the output);
     // each loop reads z[j] before writing go[j] at the same index only.
     if (g.kstride == 1) {
-      // Rows: vectorized over the classes of a position.
+      // Rows: vectorized over the classes of a position. Dense rows with at
+      // most two nonzero targets (one-hot, two-hot) are sparse: only those
+      // classes have loss terms, and every other class's gradient is
+      // -p_k T, so their terms are evaluated for those classes only (the
+      // same values as the full loops: a sum of at most two nonzero terms
+      // does not depend on the order).
+      alignas(64) std::int64_t sp_lo[kSoftmaxTile], sp_hi[kSoftmaxTile];
       for (std::int64_t t = 0; t < g.n; ++t) {
         const double m = tl.m[t], inv_s = tl.inv_s[t], log_s = tl.f[t];
         const std::int64_t label = labels ? labels[t] : -1;
         const std::int64_t am = static_cast<std::int64_t>(tl.a[t]);
         const T* row = z + g.at(t, 0);
         double loss = 0.0, trest = 0.0;
+        sp_lo[t] = sp_hi[t] = -2;  // not sparse
+        if constexpr (kDense) {
+          if (sparse_row(y + g.at(t, 0), C, sp_lo[t], sp_hi[t])) {
+            const std::int64_t ks[2] = {sp_lo[t], sp_hi[t]};
+            for (int i = 0; i < 2; ++i) {
+              const std::int64_t k = ks[i];
+              if (k < 0 || k == am || (i == 1 && k == ks[0])) continue;
+              const double zk = static_cast<double>(row[k]);
+              const FocalTerms ft = other_terms(alpha_at<HasAlpha>(sc, k),
+                                                prob<true>(zk, m, inv_s),
+                                                log_prob<true>(zk, m, log_s), gamma,
+                                                static_cast<double>(y[g.at(t, k)]));
+              loss += ft.loss;
+              trest += ft.f;
+            }
+            tl.loss[t] = argmax_terms(z, y, g, sc, labels, tl, t, loss, trest);
+            continue;
+          }
+        }
         FOCAL_NATIVE_PRAGMA(omp simd reduction(+ : loss, trest))
         for (std::int64_t k = 0; k < C; ++k) {
           const double zk = static_cast<double>(row[k]);
@@ -1185,6 +1234,30 @@ struct DenseKernel {
           const bool live = tl.live[t] != 0;
           const T* row = z + g.at(t, 0);
           T* grow = go + g.at(t, 0);
+          if (kDense && sp_lo[t] >= -1) {
+            // The nonzero classes' logits, read before the loop below may
+            // overwrite them (in place), then their gradients on top.
+            const std::int64_t ks[2] = {sp_lo[t], sp_hi[t]};
+            const double zs[2] = {ks[0] >= 0 ? static_cast<double>(row[ks[0]]) : 0.0,
+                                  ks[1] >= 0 ? static_cast<double>(row[ks[1]]) : 0.0};
+            FOCAL_NATIVE_SIMD
+            for (std::int64_t k = 0; k < C; ++k) {
+              // grad_of with y_k F_k = -0 (a zero target times F <= 0).
+              const double p = prob<true>(static_cast<double>(row[k]), m, inv_s);
+              const double gk = mul_add(-0.0, 1.0 - p, -(p * (tall - -0.0)));
+              grow[k] = static_cast<T>(
+                  select_bits(live, ((loop_select(k == am, gam, gk) * scale) * post) * post2, 0.0));
+            }
+            for (int i = 0; i < 2; ++i) {
+              const std::int64_t k = ks[i];
+              if (k < 0 || k == am || (i == 1 && k == ks[0])) continue;
+              const double gk = grad_of(alpha_at<HasAlpha>(sc, k), zs[i],
+                                        static_cast<double>(y[g.at(t, k)]), m, inv_s, log_s, tall,
+                                        gam, gamma, false);
+              grow[k] = static_cast<T>(select_bits(live, ((gk * scale) * post) * post2, 0.0));
+            }
+            continue;
+          }
           FOCAL_NATIVE_SIMD
           for (std::int64_t k = 0; k < C; ++k) {
             const double gk = grad_of(alpha_at<HasAlpha>(sc, k), static_cast<double>(row[k]),
@@ -1344,7 +1417,8 @@ FOCAL_NATIVE_INLINE void index_tile(const T* z, T* go, const TileGeom& g, const 
 // Whether a dense target is outside [0, 1] (or NaN).
 template <class Y>
 FOCAL_NATIVE_INLINE bool dense_bad(Y v) noexcept {
-  return !(v >= Y(0) && v <= Y(1));
+  const auto d = static_cast<double>(v);
+  return !(d >= 0.0 && d <= 1.0);
 }
 
 // Class-index targets of any integer type, behind function pointers: the
@@ -1486,10 +1560,21 @@ Status softmax_run(const T* z_in, const Y* y_in, const LabelSource* src, ClassLa
       // Labels / validity of the positions.
       std::int64_t tile_live = 0;
       if constexpr (kDense) {
+        // (A flag in doubles: 64-bit lanes throughout, so the loops vectorize.)
+        double bad = 0.0;
+        if (g.kstride == 1) {
+          const Y* yt = y + g.base;  // the tile's targets are contiguous: tstride == C
+          FOCAL_NATIVE_PRAGMA(omp simd reduction(max : bad))
+          for (std::int64_t j = 0; j < n * C; ++j) bad = dense_bad(yt[j]) ? 1.0 : bad;  // max
+        } else {
+          for (std::int64_t k = 0; k < C; ++k) {
+            const Y* yc = y + g.at(0, k);
+            FOCAL_NATIVE_PRAGMA(omp simd reduction(max : bad))
+            for (std::int64_t t = 0; t < n; ++t) bad = dense_bad(yc[t]) ? 1.0 : bad;
+          }
+        }
+        anybad |= bad != 0.0;
         for (std::int64_t t = 0; t < n; ++t) {
-          bool bad = false;
-          for (std::int64_t k = 0; k < C; ++k) bad |= dense_bad(y[g.at(t, k)]);
-          anybad |= bad;
           tl.c[t] = -1;
           tl.live[t] = 1;
         }
