@@ -424,7 +424,7 @@ struct SoftmaxTile {
   double zc[kSoftmaxTile];     // index: logit of the labelled class
   std::int64_t c[kSoftmaxTile];    // index: label (-1 when ignored or bad); dense: argmax
   double f[kSoftmaxTile];      // gradient factor (index) / log S (dense)
-  double q[kSoftmaxTile];      // index: 1 - p_c; dense: T_rest
+  double q[kSoftmaxTile];      // index: 1 - p_c; dense (columns): T_rest as it is summed
   double inv_s[kSoftmaxTile];  // 1 / S
   double t_all[kSoftmaxTile];  // dense: T = sum_k y_k F_k
   double fq[kSoftmaxTile];     // index: gradient of the labelled class, F q
@@ -1103,7 +1103,6 @@ struct DenseKernel {
                                 log_one_minus_p<P>(p, so, log_s), sc.gamma, yk);
     const double yf = yk * ft.f;
     tl.t_all[t] = trest + yf;
-    tl.q[t] = trest;
     tl.fq[t] = mul_add(yf, q, -(p * trest));
     // A NaN logit poisons the row even where every target weight is 0.
     const double m = tl.m[t];
