@@ -221,6 +221,40 @@ def test_hard_targets_give_the_same_bits_in_every_dtype(isa, dtype, reduction):
             ft.assert_close(lo, base_l, rtol=1e-14, err_msg=f"loss, targets {tdt}")
 
 
+# Float targets that are exactly 0 or 1 take the hard-label kernels chunk by
+# chunk (256 elements), skipping the soft formula; a chunk with one soft value
+# takes the per-element select. Either way a hard element's results are those
+# of integer targets, bit for bit, on every instruction set and gamma kind.
+@pytest.mark.parametrize("gamma", [0.0, 2.0, 2.5])
+@pytest.mark.parametrize("n", [1, 255, 257, 1000, 70_001])
+@pytest.mark.parametrize("dtype", DTYPES, ids=DT_IDS)
+def test_float_hard_targets_take_the_hard_kernels(isa, dtype, n, gamma):
+    rng = rng_for("float-hard", dtype, n, gamma)
+    z = make_logits(rng, (n,), dtype)
+    bits = rng.integers(0, 2, size=n)
+    kw = dict(alpha=0.25, gamma=gamma)
+    th = bits.astype(dtype)
+    tm = th.copy()
+    soft = np.arange(3, n, 600)  # one soft value in some chunks, none in others
+    tm[soft] = 0.375
+    hard = np.ones(n, bool)
+    hard[soft] = False
+    for red in ("none", "sum"):
+        li, gi = fn.sigmoid_focal_loss_with_grad(z, bits.astype(np.int8), reduction=red, **kw)
+        lf, gf = fn.sigmoid_focal_loss_with_grad(z, th, reduction=red, **kw)
+        ft.assert_bitwise_equal(np.asarray(lf), np.asarray(li), f"loss {red}")
+        ft.assert_bitwise_equal(gf, gi, f"grad {red}")
+        if red == "none":
+            lm, gm = fn.sigmoid_focal_loss_with_grad(z, tm, reduction=red, **kw)
+            ft.assert_bitwise_equal(lm[hard], li[hard], "mixed chunks: hard losses")
+            ft.assert_bitwise_equal(gm[hard], gi[hard], "mixed chunks: hard gradients")
+            el, eg = ref.sigmoid_focal_loss_with_grad(z[soft].astype(np.float64), tm[soft],
+                                                      reduction="none", **kw)
+            ft.assert_close(lm[soft], np.asarray(el, dtype))
+            ft.assert_close(gm[soft], np.asarray(eg, dtype),
+                            scale=soft_grad_scale(z[soft], tm[soft], 0.25, gamma))
+
+
 def test_reduced_loss_has_the_same_bits_for_every_hard_target_dtype():
     rng = rng_for("bits-reduced")
     z = make_logits(rng, (1001,), F64)

@@ -180,6 +180,76 @@ FN_TEST(bad_target_labels) {
   }
 }
 
+// A call whose gradient goes in place over the logits checks its targets
+// before it writes: when one is bad, the logits (and every other output) are
+// left exactly as they were, and the index is the one an out-of-place call
+// reports.
+template <class Call>
+void check_failed_in_place(const char* what, std::vector<float> z, std::int64_t want, Call&& call) {
+  const std::vector<float> before = z;
+  for_thread_counts([&](int t) {
+    std::vector<float> loss(z.size(), 42.0f);
+    const fn::Status s = call(z.data(), z.data(), loss.data());
+    CHECK_MSG(s.code == fn::Status::bad_target && s.index == want, "%s: code %d index %lld (want %lld) threads %d",
+              what, static_cast<int>(s.code), static_cast<long long>(s.index), static_cast<long long>(want), t);
+    CHECK_MSG(std::memcmp(z.data(), before.data(), z.size() * sizeof(float)) == 0, "%s: logits written, threads %d",
+              what, t);
+    bool loss_kept = true;
+    for (float v : loss) loss_kept = loss_kept && v == 42.0f;
+    CHECK_MSG(loss_kept, "%s: loss output written, threads %d", what, t);
+    // Out of place: the same index (found by the kernel's own pass).
+    std::vector<float> g(z.size());
+    const fn::Status s2 = call(z.data(), g.data(), loss.data());
+    CHECK_MSG(s2.code == fn::Status::bad_target && s2.index == want, "%s out of place: index %lld threads %d", what,
+              static_cast<long long>(s2.index), t);
+  });
+}
+
+FN_TEST(failed_in_place_calls_write_nothing) {
+  const std::int64_t n = 300000;
+  std::vector<float> z(static_cast<std::size_t>(n));
+  for (std::int64_t i = 0; i < n; ++i) z[static_cast<std::size_t>(i)] = static_cast<float>((i % 97) - 48) * 0.125f;
+  fn::SigmoidOptions so;
+  fn::SoftmaxOptions mo;
+  for (std::int64_t bad : {std::int64_t{0}, std::int64_t{4097}, std::int64_t{150001}, n - 1}) {
+    const auto b = static_cast<std::size_t>(bad);
+    std::vector<std::uint8_t> y8(static_cast<std::size_t>(n), 1);
+    std::vector<float> ys(static_cast<std::size_t>(n), 0.5f);
+    y8[b] = 2;
+    ys[b] = std::numeric_limits<float>::quiet_NaN();
+    if (bad + 3 < n) y8[b + 3] = 9;
+    check_failed_in_place("sigmoid uint8", z, bad, [&](const float* zz, float* g, float* l) {
+      return fn::sigmoid_focal_loss_with_grad(zz, y8.data(), n, so, l, g);
+    });
+    check_failed_in_place("sigmoid soft", z, bad, [&](const float* zz, float* g, float*) {
+      return fn::sigmoid_focal_loss_grad(zz, ys.data(), n, so, g);
+    });
+  }
+  // Class indices (rows, NCHW, short rows) and dense targets. z has 300000
+  // elements: 3750 rows of 80, 3 x 4 x 25000, 30000 rows of 10.
+  for (fn::ClassLayout lay : {fn::ClassLayout{3750, 80, 1}, fn::ClassLayout{3, 4, 25000}, fn::ClassLayout{30000, 10, 1}}) {
+    const std::int64_t np = lay.positions();
+    for (std::int64_t bad : {std::int64_t{0}, np / 2 + 1, np - 1}) {
+      std::vector<std::int64_t> lab(static_cast<std::size_t>(np), 1);
+      lab[static_cast<std::size_t>(bad)] = lay.classes + 5;
+      check_failed_in_place("sigmoid labels", z, bad, [&](const float* zz, float* g, float* l) {
+        return fn::sigmoid_focal_loss_with_grad(zz, lab.data(), lay, so, l, g);
+      });
+      lab[static_cast<std::size_t>(bad)] = lay.classes;  // background for sigmoid, bad for softmax
+      check_failed_in_place("softmax labels", z, bad, [&](const float* zz, float* g, float* l) {
+        return fn::softmax_focal_loss_with_grad(zz, lab.data(), lay, mo, l, g);
+      });
+    }
+    std::vector<float> d(z.size(), 0.0f);
+    const std::int64_t flat = lay.elements() / 3 + 7;
+    d[static_cast<std::size_t>(flat)] = -0.25f;
+    d[static_cast<std::size_t>(lay.elements() - 1)] = 2.0f;
+    check_failed_in_place("softmax dense", z, flat, [&](const float* zz, float* g, float*) {
+      return fn::softmax_focal_loss_grad(zz, d.data(), lay, mo, g);
+    });
+  }
+}
+
 FN_TEST(bad_target_dense_lowest_flat_index) {
   // NCHW dense targets: the lowest flat index into the targets array, even
   // when a bad value at a lower *position* sits at a higher flat index.

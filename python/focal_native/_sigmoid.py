@@ -221,8 +221,9 @@ def sigmoid_focal_loss_grad(logits, targets, alpha=0.25, gamma=2.0, reduction="n
         writeable). It may be the ``logits`` array itself (in place); any other
         overlap with an input is rejected.
         Targets are validated in the same pass that writes the gradient, so
-        after an error (a bad target) its contents are unspecified, also when
-        it is the ``logits`` array.
+        after an error (a bad target) its contents are unspecified; when it is
+        the ``logits`` array, the targets are checked before anything is
+        written, and a failed call leaves the logits unchanged.
 
     Returns
     -------
@@ -246,7 +247,8 @@ def sigmoid_focal_loss_with_grad(logits, targets, alpha=0.25, gamma=2.0, reducti
 
     Parameters are those of :func:`sigmoid_focal_loss` (note the default
     reduction 'mean'), plus ``grad_out``, an optional output for the gradient
-    (it may be the ``logits`` array itself).
+    (it may be the ``logits`` array itself; a call that fails on a bad target
+    then writes neither output).
 
     Returns
     -------

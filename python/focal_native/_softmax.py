@@ -214,7 +214,8 @@ def softmax_focal_loss_grad(logits, targets, alpha=None, gamma=2.0, reduction="n
     grad_output : array_like, optional
         With reduction 'none' only: the upstream gradient, one value per position.
     out : ndarray, optional
-        Where to write the gradient; may be the ``logits`` array itself.
+        Where to write the gradient; may be the ``logits`` array itself (a
+        call that fails on a bad target then leaves the logits unchanged).
 
     Returns
     -------
@@ -239,7 +240,8 @@ def softmax_focal_loss_with_grad(logits, targets, alpha=None, gamma=2.0, reducti
     {common}
     out, grad_out : ndarray, optional
         Outputs for the loss (reduction 'none') and the gradient (may be
-        ``logits`` itself).
+        ``logits`` itself; a call that fails on a bad target then writes
+        neither).
 
     Returns
     -------

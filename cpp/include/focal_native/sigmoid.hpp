@@ -8,7 +8,9 @@
 #pragma once
 
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <limits>
 #include <type_traits>
 
@@ -108,6 +110,47 @@ FOCAL_NATIVE_INLINE bool target_bad(Y y) noexcept {
     return hard_target_bad(y);
 }
 
+// The same tests as unsigned flags of the value's own width, branch-free, for
+// find_first_flagged's vectorized scan (an in-place call's check before it
+// writes; see guarded_first_bad).
+template <std::size_t N>
+using uint_of_size_t = std::conditional_t<
+    N == 1, std::uint8_t,
+    std::conditional_t<N == 2, std::uint16_t, std::conditional_t<N == 4, std::uint32_t, std::uint64_t>>>;
+
+template <class Y>
+FOCAL_NATIVE_INLINE uint_of_size_t<sizeof(Y)> target_bad_flag(Y y) noexcept {
+  using U = uint_of_size_t<sizeof(Y)>;
+  if constexpr (std::is_floating_point_v<Y>)
+    return static_cast<U>(!((y >= Y(0)) & (y <= Y(1))));
+  else if constexpr (std::is_signed_v<Y>)
+    return static_cast<U>((y < 0) | (y > 1));
+  else
+    return static_cast<U>(y > 1);
+}
+
+// A class-index label outside [0, hi] that is not `ignore`, as a 64-bit flag.
+template <class L>
+FOCAL_NATIVE_INLINE std::uint64_t label_bad_flag(L lab, std::int64_t hi,
+                                                 std::int64_t ignore) noexcept {
+  const auto v = static_cast<std::int64_t>(lab);
+  std::uint64_t bad = static_cast<std::uint64_t>((v < 0) | (v > hi)) & (v != ignore);
+  if constexpr (std::is_unsigned_v<L> && sizeof(L) == 8)
+    bad |= static_cast<std::uint64_t>(lab > static_cast<L>(std::numeric_limits<std::int64_t>::max()));
+  return bad;
+}
+
+// Kernels find bad targets in the pass that writes their outputs, at no
+// extra cost. When an output overlaps an input (the gradient written in place
+// over the logits), that would leave a failed call's input overwritten; then
+// the targets are checked first, in a pass of their own, and the index of the
+// first bad one (or -1) is returned before anything is written. `guard`: the
+// overlap test; flag(i): target i's bad flag.
+template <class Flag>
+inline std::int64_t guarded_first_bad(bool guard, std::int64_t ntargets, Flag flag) noexcept {
+  return guard ? find_first_flagged(ntargets, flag) : -1;
+}
+
 inline constexpr std::int64_t kElemChunk = 256;
 
 // Whether a target, read as a double, is outside its domain: a hard label of
@@ -192,6 +235,80 @@ FOCAL_NATIVE_INLINE double label_step(const T* z, std::int64_t j, bool positive,
   return loss;
 }
 
+// Whether every target of a chunk is exactly 0 or 1 (float targets given as
+// hard labels, as torchvision's focal loss takes them): such a chunk skips the
+// soft-target formula, whose result the per-element select would discard.
+template <class Y>
+FOCAL_NATIVE_INLINE bool chunk_all_hard(const Y* y, std::int64_t m) noexcept {
+  using U = uint_of_size_t<sizeof(Y)>;
+  U soft = 0;
+  FOCAL_NATIVE_PRAGMA(omp simd reduction(| : soft))
+  for (std::int64_t j = 0; j < m; ++j) soft |= static_cast<U>(!((y[j] == Y(0)) | (y[j] == Y(1))));
+  return soft == 0;
+}
+
+// One chunk [c0, c0 + m) of hard labels on the float path: the losses into lf
+// (and the lanes), the gradient (scaled through wf) stored as it is computed.
+// Returns nonzero when a target is neither 0 nor 1.
+template <GammaKind G, bool StoreLoss, bool WantGrad, class Y>
+FOCAL_NATIVE_INLINE std::int32_t hard_chunk_f(const float* z, const Y* y, std::int64_t c0,
+                                              std::int64_t m, const WeightsF wf, double inv_norm,
+                                              LaneSum& lanes, float* lo, float* go, float* yf,
+                                              float* lf) noexcept {
+  std::int32_t bad = 0;
+  FOCAL_NATIVE_PRAGMA(omp simd reduction(| : bad))
+  for (std::int64_t j = 0; j < m; ++j) {
+    const float v = static_cast<float>(y[c0 + j]);
+    yf[j] = v;
+    bad |= (v != 0.0f && v != 1.0f);
+  }
+  FOCAL_NATIVE_SIMD
+  for (std::int64_t j = 0; j < m; ++j) {
+    const LossGradF e = sigmoid_hard_f<G, WantGrad>(z[c0 + j], yf[j] == 1.0f, wf);
+    lf[j] = e.loss;
+    if constexpr (WantGrad) go[c0 + j] = e.dz;
+  }
+  lane_add_f(lanes, lf, m);
+  if constexpr (StoreLoss) {
+    FOCAL_NATIVE_SIMD
+    for (std::int64_t j = 0; j < m; ++j)
+      lo[c0 + j] = static_cast<float>(static_cast<double>(lf[j]) * inv_norm);
+  }
+  return bad;
+}
+
+// One chunk of the double path: losses into lb; the gradient stored into
+// go[c0 + j] scaled (Direct: float64 data) or, unscaled, into gb. E: the
+// target type elementwise_eval is instantiated for (a floating type: hard and
+// soft formulas, selected per element; an integer type: hard only).
+template <Prec P, GammaKind G, class E, bool Direct, bool WantGrad, bool Up, class T>
+FOCAL_NATIVE_INLINE void double_chunk(const T* zz, const double* zb, const double* yb,
+                                      std::int64_t c0, std::int64_t m, const SigmoidConsts& c,
+                                      double gscale, const T* uu, T* go, double* lb,
+                                      double* gb) noexcept {
+  if constexpr (Direct) {
+    // In place (grad_out == z) is fine: element j is read before it is written.
+    FOCAL_NATIVE_SIMD
+    for (std::int64_t j = 0; j < m; ++j) {
+      const LossGrad e = elementwise_eval<P, G, E>(zz[c0 + j], yb[j], c);
+      lb[j] = e.loss;
+      if constexpr (WantGrad) {
+        double g = e.dz * gscale;
+        if constexpr (Up) g *= uu[c0 + j];
+        go[c0 + j] = g;
+      }
+    }
+  } else {
+    (void)zz, (void)gscale, (void)uu, (void)go, (void)c0;
+    FOCAL_NATIVE_SIMD
+    for (std::int64_t j = 0; j < m; ++j) {
+      const LossGrad e = elementwise_eval<P, G, E>(zb[j], yb[j], c);
+      lb[j] = e.loss;
+      gb[j] = e.dz;
+    }
+  }
+}
+
 // Elementwise targets: one pass over logits/targets writing whatever outputs
 // are requested. StoreLoss: per-element loss (reduction none); WantGrad: the
 // gradient, times grad_scale, times up[i] when Up.
@@ -226,29 +343,8 @@ Status sigmoid_elementwise(const T* z, const Y* y, std::int64_t n, const Sigmoid
         alignas(64) float yf[kElemChunk], lf[kElemChunk];
         for (std::int64_t c0 = i0; c0 < i1; c0 += kElemChunk) {
           const std::int64_t m = i1 - c0 < kElemChunk ? i1 - c0 : kElemChunk;
-          const T* const zc = zz + c0;
-          std::int32_t bad = 0;
-          FOCAL_NATIVE_PRAGMA(omp simd reduction(| : bad))
-          for (std::int64_t j = 0; j < m; ++j) {
-            const float v = static_cast<float>(yy[c0 + j]);
-            yf[j] = v;
-            bad |= (v != 0.0f && v != 1.0f);
-          }
-          anybad |= bad;
-          // The gradient comes scaled and is stored as it is computed.
-          T* const gc = go + c0;
-          FOCAL_NATIVE_SIMD
-          for (std::int64_t j = 0; j < m; ++j) {
-            const LossGradF e = sigmoid_hard_f<G, WantGrad>(zc[j], yf[j] == 1.0f, wf);
-            lf[j] = e.loss;
-            if constexpr (WantGrad) gc[j] = e.dz;
-          }
-          lane_add_f(lanes, lf, m);
-          if constexpr (StoreLoss) {
-            FOCAL_NATIVE_SIMD
-            for (std::int64_t j = 0; j < m; ++j)
-              lo[c0 + j] = static_cast<T>(static_cast<double>(lf[j]) * inv_norm);
-          }
+          anybad |= hard_chunk_f<G, StoreLoss, WantGrad>(zz, yy, c0, m, wf, inv_norm, lanes, lo,
+                                                         go, yf, lf);
         }
         r.partial[b] = lanes.total();
         r.bad[b] = static_cast<unsigned char>(anybad != 0);
@@ -261,17 +357,29 @@ Status sigmoid_elementwise(const T* z, const Y* y, std::int64_t n, const Sigmoid
     // float64 data needs no staging of the logits, and its gradient is
     // stored as it is computed (kDirect).
     constexpr bool kDirect = std::is_same_v<T, double>;
+    constexpr bool kMixed = std::is_same_v<T, float> && std::is_floating_point_v<Y> &&
+                            G != GammaKind::general && !Up;
     alignas(64) double zb[kDirect ? 1 : kElemChunk], yb[kElemChunk], lb[kElemChunk],
         gb[kDirect ? 1 : kElemChunk];
+    alignas(64) float hyf[kMixed ? kElemChunk : 1], hlf[kMixed ? kElemChunk : 1];
+    (void)hyf, (void)hlf;
     for (std::int64_t c0 = i0; c0 < i1; c0 += kElemChunk) {
       const std::int64_t m = i1 - c0 < kElemChunk ? i1 - c0 : kElemChunk;
+      // Float targets that are all 0 or 1 in this chunk: hard labels only.
+      bool hard_chunk = false;
+      if constexpr (std::is_floating_point_v<Y>) hard_chunk = chunk_all_hard(yy + c0, m);
+      if constexpr (kMixed) {
+        if (fast && hard_chunk) {
+          hard_chunk_f<G, StoreLoss, WantGrad>(zz, yy, c0, m, wf, inv_norm, lanes, lo, go, hyf,
+                                               hlf);
+          continue;
+        }
+      }
       FOCAL_NATIVE_SIMD
       for (std::int64_t j = 0; j < m; ++j) {
         if constexpr (!kDirect) zb[j] = static_cast<double>(zz[c0 + j]);
         yb[j] = static_cast<double>(yy[c0 + j]);
       }
-      constexpr bool kMixed = std::is_same_v<T, float> && std::is_floating_point_v<Y> &&
-                              G != GammaKind::general && !Up;
       const double gmul = kMixed && fast ? 1.0 : gscale;
       if (kMixed && fast) {
         if constexpr (kMixed) {  // not compiled where zb and gb are placeholders
@@ -298,25 +406,12 @@ Status sigmoid_elementwise(const T* z, const Y* y, std::int64_t n, const Sigmoid
             gb[j] = select_bits(hard, static_cast<double>(hg[j]), sft.dz * gscale);
           }
         }
-      } else if constexpr (kDirect) {
-        // In place (grad_out == z) is fine: element j is read before it is written.
-        FOCAL_NATIVE_SIMD
-        for (std::int64_t j = 0; j < m; ++j) {
-          const LossGrad e = elementwise_eval<P, G, Y>(zz[c0 + j], yb[j], c);
-          lb[j] = e.loss;
-          if constexpr (WantGrad) {
-            double g = e.dz * gscale;
-            if constexpr (Up) g *= uu[c0 + j];
-            go[c0 + j] = g;
-          }
-        }
+      } else if (hard_chunk) {
+        double_chunk<P, G, unsigned char, kDirect, WantGrad, Up>(zz, zb, yb, c0, m, c, gscale, uu,
+                                                                 go, lb, gb);
       } else {
-        FOCAL_NATIVE_SIMD
-        for (std::int64_t j = 0; j < m; ++j) {
-          const LossGrad e = elementwise_eval<P, G, Y>(zb[j], yb[j], c);
-          lb[j] = e.loss;
-          gb[j] = e.dz;
-        }
+        double_chunk<P, G, Y, kDirect, WantGrad, Up>(zz, zb, yb, c0, m, c, gscale, uu, go, lb,
+                                                     gb);
       }
       FOCAL_NATIVE_PRAGMA(omp simd reduction(| : anybad))
       for (std::int64_t j = 0; j < m; ++j)
@@ -488,6 +583,26 @@ Status sigmoid_select(const T* z, const Y* y, ClassLayout lay, const SigmoidOpti
   const bool store_loss = none && loss_out != nullptr;
   const bool want_grad = grad_out != nullptr;
   const bool use_up = want_grad && none && up != nullptr;
+  {
+    const std::int64_t ne = lay.elements(), ny = Labels ? lay.positions() : ne;
+    bool guard = false;
+    for (const T* out : {store_loss ? loss_out : nullptr, grad_out})
+      guard = guard || ranges_overlap(out, ne, z, ne) || ranges_overlap(out, ne, y, ny) ||
+              ranges_overlap(out, ne, use_up ? up : nullptr, ne);
+    const std::int64_t C = lay.classes, ign = o.ignore_index;
+    const std::int64_t bad = guarded_first_bad(guard, ny, [=](std::int64_t i) {
+      if constexpr (Labels)
+        return label_bad_flag(y[i], C, ign);
+      else
+        return target_bad_flag(y[i]);
+    });
+    if (bad >= 0) {
+      Status st;
+      st.code = Status::bad_target;
+      st.index = bad;
+      return st;
+    }
+  }
   auto run = [&](auto g_tag) -> Status {
     constexpr GammaKind G = decltype(g_tag)::value;
     auto go = [&](auto sl, auto wg, auto u) -> Status {
@@ -534,7 +649,9 @@ Status sigmoid_dispatch(const T* z, const Y* y, ClassLayout lay, const SigmoidOp
 // result bit for bit). With Reduction::none, loss_out[i] = FL_i / normalizer
 // and grad_out[i] = grad_output[i] * dFL_i/dz_i / normalizer (grad_output may
 // be nullptr: all ones); with mean/sum the reduced loss is Status::loss and
-// grad_out holds the gradient of that scalar. grad_out may alias logits.
+// grad_out holds the gradient of that scalar. grad_out may alias logits; a
+// call whose output overlaps an input checks its targets before it writes, so
+// one that fails (Status::bad_target) leaves every array as it was.
 
 // Loss only. loss_out (n values) is written for Reduction::none and may be
 // nullptr otherwise.

@@ -1692,6 +1692,32 @@ Status softmax_dispatch(const T* z, const Y* y, ClassLayout lay, const SoftmaxOp
   const bool store_loss = none && loss_out != nullptr;
   const bool want_grad = grad_out != nullptr;
   const bool use_up = want_grad && none && up != nullptr;
+  {
+    // An output over an input (the gradient in place over the logits): the
+    // targets are checked before anything is written (see guarded_first_bad).
+    constexpr bool kDense = std::is_floating_point_v<Y>;
+    const std::int64_t ne = lay.elements(), np = lay.positions(), ny = kDense ? ne : np;
+    const T* const lo = store_loss ? loss_out : nullptr;
+    const T* const u = use_up ? up : nullptr;
+    const bool guard = ranges_overlap(lo, np, z, ne) || ranges_overlap(lo, np, y, ny) ||
+                       ranges_overlap(lo, np, u, np) || ranges_overlap(grad_out, ne, z, ne) ||
+                       ranges_overlap(grad_out, ne, y, ny) || ranges_overlap(grad_out, ne, u, np);
+    const std::int64_t last = lay.classes - 1, ign = o.ignore_index;
+    const std::int64_t bad = guarded_first_bad(guard, ny, [=](std::int64_t i) {
+      if constexpr (kDense) {
+        using U = uint_of_size_t<sizeof(Y)>;
+        return static_cast<U>(!((y[i] >= Y(0)) & (y[i] <= Y(1))));
+      } else {
+        return label_bad_flag(y[i], last, ign);
+      }
+    });
+    if (bad >= 0) {
+      Status st;
+      st.code = Status::bad_target;
+      st.index = bad;
+      return st;
+    }
+  }
   auto run = [&](auto g_tag) -> Status {
     constexpr GammaKind G = decltype(g_tag)::value;
     auto go = [&](auto sl, auto wg, auto u) -> Status {
@@ -1730,7 +1756,9 @@ Status softmax_dispatch(const T* z, const Y* y, ClassLayout lay, const SoftmaxOp
 //     with its flat index.
 // With Reduction::none, loss_out holds outer*inner values FL / normalizer and
 // grad_output (nullable) outer*inner upstream gradients. grad_out (the
-// logits' size) may alias logits.
+// logits' size) may alias logits; a call whose output overlaps an input checks
+// its targets before it writes, so one that fails (Status::bad_target) leaves
+// every array as it was.
 
 template <class T, class Y>
 Status softmax_focal_loss(const T* logits, const Y* targets, ClassLayout layout,
