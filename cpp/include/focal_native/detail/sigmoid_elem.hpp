@@ -55,8 +55,8 @@ FOCAL_NATIVE_INLINE double pow_from_log(double w, double lw_hi, double lw_lo,
     } else {
       // lw_lo is meaningless (possibly NaN) when lw_hi = -inf; NaN propagates.
       const bool neg_inf = lw_hi == -std::numeric_limits<double>::infinity();
-      const double lw = neg_inf ? lw_hi : lw_hi + lw_lo;
-      return exp_nonpos<P>(gamma * lw);
+      const double lw = select_bits(neg_inf, lw_hi, lw_hi + lw_lo);
+      return exp_nonpos<P, Flush::bitwise>(gamma * lw);
     }
   }
 }
