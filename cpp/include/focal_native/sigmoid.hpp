@@ -112,7 +112,7 @@ FOCAL_NATIVE_INLINE bool target_bad(Y y) noexcept {
 
 // The same tests as unsigned flags of the value's own width, branch-free, for
 // find_first_flagged's vectorized scan (an in-place call's check before it
-// writes; see guarded_first_bad).
+// writes; see check_targets_first).
 template <std::size_t N>
 using uint_of_size_t = std::conditional_t<
     N == 1, std::uint8_t,
@@ -143,12 +143,16 @@ FOCAL_NATIVE_INLINE std::uint64_t label_bad_flag(L lab, std::int64_t hi,
 // Kernels find bad targets in the pass that writes their outputs, at no
 // extra cost. When an output overlaps an input (the gradient written in place
 // over the logits), that would leave a failed call's input overwritten; then
-// the targets are checked first, in a pass of their own, and the index of the
-// first bad one (or -1) is returned before anything is written. `guard`: the
-// overlap test; flag(i): target i's bad flag.
+// (`overlap`) the targets are checked first, in a pass of their own, and a
+// bad one is reported before anything is written. flag(i): target i's bad flag.
 template <class Flag>
-inline std::int64_t guarded_first_bad(bool guard, std::int64_t ntargets, Flag flag) noexcept {
-  return guard ? find_first_flagged(ntargets, flag) : -1;
+inline Status check_targets_first(bool overlap, std::int64_t ntargets, Flag flag) noexcept {
+  Status st;
+  if (overlap) {
+    st.index = find_first_flagged(ntargets, flag);
+    if (st.index >= 0) st.code = Status::bad_target;
+  }
+  return st;
 }
 
 inline constexpr std::int64_t kElemChunk = 256;
@@ -639,18 +643,13 @@ Status sigmoid_select(const T* z, const Y* y, ClassLayout lay, const SigmoidOpti
       guard = guard || ranges_overlap(out, ne, z, ne) || ranges_overlap(out, ne, y, ny) ||
               ranges_overlap(out, ne, use_up ? up : nullptr, ne);
     const std::int64_t C = lay.classes, ign = o.ignore_index;
-    const std::int64_t bad = guarded_first_bad(guard, ny, [=](std::int64_t i) {
+    const Status st = check_targets_first(guard, ny, [=](std::int64_t i) {
       if constexpr (Labels)
         return label_bad_flag(y[i], C, ign);
       else
         return target_bad_flag(y[i]);
     });
-    if (bad >= 0) {
-      Status st;
-      st.code = Status::bad_target;
-      st.index = bad;
-      return st;
-    }
+    if (!st) return st;
   }
   auto run = [&](auto g_tag) -> Status {
     constexpr GammaKind G = decltype(g_tag)::value;

@@ -1694,7 +1694,7 @@ Status softmax_dispatch(const T* z, const Y* y, ClassLayout lay, const SoftmaxOp
   const bool use_up = want_grad && none && up != nullptr;
   {
     // An output over an input (the gradient in place over the logits): the
-    // targets are checked before anything is written (see guarded_first_bad).
+    // targets are checked before anything is written (see check_targets_first).
     constexpr bool kDense = std::is_floating_point_v<Y>;
     const std::int64_t ne = lay.elements(), np = lay.positions(), ny = kDense ? ne : np;
     const T* const lo = store_loss ? loss_out : nullptr;
@@ -1703,20 +1703,13 @@ Status softmax_dispatch(const T* z, const Y* y, ClassLayout lay, const SoftmaxOp
                        ranges_overlap(lo, np, u, np) || ranges_overlap(grad_out, ne, z, ne) ||
                        ranges_overlap(grad_out, ne, y, ny) || ranges_overlap(grad_out, ne, u, np);
     const std::int64_t last = lay.classes - 1, ign = o.ignore_index;
-    const std::int64_t bad = guarded_first_bad(guard, ny, [=](std::int64_t i) {
-      if constexpr (kDense) {
-        using U = uint_of_size_t<sizeof(Y)>;
-        return static_cast<U>(!((y[i] >= Y(0)) & (y[i] <= Y(1))));
-      } else {
+    const Status st = check_targets_first(guard, ny, [=](std::int64_t i) {
+      if constexpr (kDense)
+        return target_bad_flag(y[i]);  // outside [0, 1], or NaN
+      else
         return label_bad_flag(y[i], last, ign);
-      }
     });
-    if (bad >= 0) {
-      Status st;
-      st.code = Status::bad_target;
-      st.index = bad;
-      return st;
-    }
+    if (!st) return st;
   }
   auto run = [&](auto g_tag) -> Status {
     constexpr GammaKind G = decltype(g_tag)::value;
