@@ -488,6 +488,55 @@ def test_class_index_one_dim(isa, dtype):
             compare_all(z, lab, reduction=red, gamma=0.5)
 
 
+# Layouts for the class-index chunk walks: rows shorter and longer than a
+# chunk of 256 elements; a small inner, whose blocks hold complete positions'
+# slabs (inner 7, blocks o-aligned) or a partial slab at each end (inner 100:
+# blocks of 704 positions); inner longer than a chunk; one position.
+CLASS_INDEX_LAYOUTS = [
+    ((3001, 21), -1),
+    ((700, 300), -1),
+    ((3000, 5, 7), 1),
+    ((2000, 3, 100), 1),
+    ((3, 7, 5, 61), 1),
+    ((2, 9, 1000), 1),
+    ((1, 4, 1), 1),
+]
+
+
+@pytest.mark.parametrize("gamma", [2.0, 0.0, 1.5])
+@pytest.mark.parametrize(("shape", "axis"), CLASS_INDEX_LAYOUTS, ids=str)
+@pytest.mark.parametrize("dtype", DTYPES, ids=DT_IDS)
+def test_class_index_layouts_match_one_hot_bitwise(isa, threads, dtype, shape, axis, gamma):
+    # Each element of a class-index call equals the hard-label result of its
+    # one-hot target bit for bit, and an ignored position gives exactly 0, in
+    # every chunk walk, with and without grad_output, on 1 and 2 threads.
+    rng = rng_for("idxlayout", dtype, shape, gamma)
+    z = make_logits(rng, shape, dtype)
+    ax = axis % len(shape)
+    classes = shape[ax]
+    lab = make_labels(rng, shape[:ax] + shape[ax + 1 :], classes, np.int32, -100)
+    hot = one_hot(lab, classes, axis, len(shape))
+    kept = np.expand_dims(lab != -100, ax)
+    up = rng.normal(size=shape).astype(dtype)
+    zero = dtype.type(0)
+    kw = dict(alpha=0.25, gamma=gamma)
+    for n in (1, 2):
+        with threads(n):
+            li, gi = fn.sigmoid_focal_loss_with_grad(z, lab, reduction="none", axis=axis, **kw)
+            lh, gh = fn.sigmoid_focal_loss_with_grad(z, hot, reduction="none", **kw)
+            ft.assert_bitwise_equal(li, np.where(kept, lh, zero))
+            ft.assert_bitwise_equal(gi, np.where(kept, gh, zero))
+            gu = fn.sigmoid_focal_loss_grad(z, lab, reduction="none", axis=axis, grad_output=up,
+                                            **kw)
+            guh = fn.sigmoid_focal_loss_grad(z, hot, reduction="none", grad_output=up, **kw)
+            ft.assert_bitwise_equal(gu, np.where(kept, guh, zero))
+            count = int(np.sum(lab != -100)) * classes
+            lm, gm = fn.sigmoid_focal_loss_with_grad(z, lab, reduction="mean", axis=axis, **kw)
+            check_reduced(lm, math.fsum(lh[np.broadcast_to(kept, shape)].astype(float)) / count,
+                          dtype)
+            ft.assert_close(gm, np.where(kept, gh, zero) / dtype.type(count))
+
+
 @pytest.mark.parametrize(
     ("shape", "axis"), [((20001, 12), -1), ((3, 12, 9000), 1), ((12, 25000), 0)], ids=str
 )

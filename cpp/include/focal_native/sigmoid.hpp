@@ -211,35 +211,6 @@ FOCAL_NATIVE_INLINE LossGrad elementwise_eval(double zi, double yi,
   return r;
 }
 
-// One element (o, k, i) at flat offset j of the class-index kernel, label lv.
-// Fast: the float-arithmetic path (same bits as the elementwise kernel's),
-// whose derivative comes scaled (WeightsF).
-template <Prec P, GammaKind G, bool StoreLoss, bool WantGrad, bool Up, bool Fast, class T>
-FOCAL_NATIVE_INLINE double label_step(const T* z, std::int64_t j, bool positive, bool ignored,
-                                      const SigmoidConsts& c, WeightsF wf, double inv_norm,
-                                      double gscale, T* loss_out, T* grad_out,
-                                      const T* up) noexcept {
-  LossGrad h;
-  if constexpr (Fast) {
-    const LossGradF hf = sigmoid_hard_f<G, WantGrad>(static_cast<float>(z[j]), positive, wf);
-    h = {static_cast<double>(hf.loss), static_cast<double>(hf.dz)};
-  } else {
-    (void)wf;
-    h = sigmoid_hard<P, G, WantGrad>(static_cast<double>(z[j]), positive, c);
-  }
-  // Bitwise: a converted value in a conditional's arm left the loop scalar.
-  const double loss = select_bits(ignored, 0.0, h.loss);
-  if constexpr (StoreLoss) loss_out[j] = static_cast<T>(loss * inv_norm);
-  if constexpr (WantGrad) {
-    double g = Fast ? h.dz : h.dz * gscale;
-    if constexpr (Up) g *= static_cast<double>(up[j]);
-    // Ignored after the upstream factor: an infinite grad_output at an
-    // ignored position must not turn its zero into NaN.
-    grad_out[j] = static_cast<T>(select_bits(ignored, 0.0, g));
-  }
-  return loss;
-}
-
 // Whether every target of a chunk is exactly 0 or 1 (float targets given as
 // hard labels, as torchvision's focal loss takes them): such a chunk skips the
 // soft-target formula, whose result the per-element select would discard.
@@ -464,57 +435,161 @@ inline std::int64_t count_not_ignored(const L* lab, std::int64_t n, std::int64_t
   return cnt;
 }
 
-// One row of C class-index logits (rows mode) on the float path: float loops
-// over chunks of the row, the row's loss summed in double. (label_step in the
-// row loop stayed scalar: GCC does not if-convert the float function inside
-// the double reduction; 12 ns/element at gamma 2.) An ignored row is zeros.
+// Class-index targets are evaluated in flat chunks of up to kElemChunk
+// elements, as the elementwise kernel does: a chunk's targets are first
+// written out as flags, then one vectorized loop computes the chunk. (Loops
+// over a row's C classes, or over one class of a run of positions, cost
+// their setup and tail per row: float32 rows of 21 classes ran at 4.8
+// ns/element at gamma 2 against 1.3 for the same data with bool targets; and
+// a float function inside the double reduction of such a loop stayed scalar,
+// 13 ns/element.)
+//   yb[j]: 1 where element j is its position's class, 0 elsewhere;
+//   kb[j]: 0 where its position is ignored (or its label is bad), 1 elsewhere.
+// F: float on the float path, double on the double path (a flag of the
+// compute loop's own type: no conversion inside it).
+
+// Rows (inner == 1): the chunk [c0, c0 + m) of the flat elements, whose
+// positions are rows of C classes. Set per row, not per element.
+template <class F, class L>
+FOCAL_NATIVE_INLINE void row_flags(const L* lab, std::int64_t C, std::int64_t ign,
+                                   std::int64_t c0, std::int64_t m, F* yb, F* kb) noexcept {
+  FOCAL_NATIVE_SIMD
+  for (std::int64_t j = 0; j < m; ++j) {
+    yb[j] = F(0);
+    kb[j] = F(1);
+  }
+  const std::int64_t end = c0 + m;
+  for (std::int64_t r = c0 / C, rs = r * C; rs < end; ++r, rs += C) {
+    const auto lv = static_cast<std::int64_t>(lab[r]);
+    if (lv == ign || label_bad(lab[r], C, ign)) {
+      const std::int64_t lo = (rs > c0 ? rs : c0) - c0;
+      const std::int64_t hi = (rs + C < end ? rs + C : end) - c0;
+      for (std::int64_t j = lo; j < hi; ++j) kb[j] = F(0);
+    } else if (lv < C && rs + lv >= c0 && rs + lv < end) {  // lv == C: background
+      yb[rs + lv - c0] = F(1);
+    }
+  }
+}
+
+// Positions along inner (inner > 1): m consecutive positions' labels lrow,
+// all of class k.
+template <class F, class L>
+FOCAL_NATIVE_INLINE void inner_flags(const L* lrow, std::int64_t k, std::int64_t C,
+                                     std::int64_t ign, std::int64_t m, F* yb,
+                                     F* kb) noexcept {
+  FOCAL_NATIVE_SIMD
+  for (std::int64_t j = 0; j < m; ++j) {
+    const auto lv = static_cast<std::int64_t>(lrow[j]);
+    const bool ignored = (lv == ign) | (label_bad_flag(lrow[j], C, ign) != 0);
+    yb[j] = lv == k ? F(1) : F(0);
+    kb[j] = ignored ? F(0) : F(1);
+  }
+}
+
+// Complete positions' slabs (inner > 1, every i of each o): the chunk
+// [c0, c0 + m) of their flat elements, flags set per run of one class.
+// Flat chunks keep a small inner (a few pixels per image, say) from making
+// every chunk that short.
+template <class F, class L>
+FOCAL_NATIVE_INLINE void slab_flags(const L* lab, std::int64_t C, std::int64_t inner,
+                                    std::int64_t ign, std::int64_t c0, std::int64_t m, F* yb,
+                                    F* kb) noexcept {
+  const std::int64_t slab = C * inner;
+  std::int64_t o = c0 / slab;
+  std::int64_t k = (c0 - o * slab) / inner;
+  std::int64_t i = c0 - o * slab - k * inner;
+  for (std::int64_t j = 0; j < m;) {
+    const std::int64_t len = inner - i < m - j ? inner - i : m - j;
+    inner_flags(lab + o * inner + i, k, C, ign, len, yb + j, kb + j);
+    j += len;
+    i = 0;
+    if (++k == C) {
+      k = 0;
+      ++o;
+    }
+  }
+}
+
+// One chunk [c0, c0 + m) on the float path: gradient (scaled through wf)
+// stored as computed, losses into lf, then summed and stored.
 template <GammaKind G, bool StoreLoss, bool WantGrad>
-FOCAL_NATIVE_INLINE double label_row_f(const float* z, std::int64_t base, std::int64_t C,
-                                       std::int64_t lv, bool ignored, const WeightsF wf,
-                                       double inv_norm, float* loss_out,
-                                       float* grad_out) noexcept {
-  if (ignored) {
-    if constexpr (StoreLoss) {
-      FOCAL_NATIVE_SIMD
-      for (std::int64_t k = 0; k < C; ++k) loss_out[base + k] = 0.0f;
-    }
-    if constexpr (WantGrad) {
-      FOCAL_NATIVE_SIMD
-      for (std::int64_t k = 0; k < C; ++k) grad_out[base + k] = 0.0f;
-    }
-    return 0.0;
+FOCAL_NATIVE_INLINE void label_chunk_f(const float* z, std::int64_t c0, std::int64_t m,
+                                       const float* yf, const float* kf, const WeightsF wf,
+                                       double inv_norm, LaneSum& lanes, float* lo, float* go,
+                                       float* lf) noexcept {
+  // In place (go == z) is fine: element j is read before it is written.
+  FOCAL_NATIVE_SIMD
+  for (std::int64_t j = 0; j < m; ++j) {
+    const LossGradF e = sigmoid_hard_f<G, WantGrad>(z[c0 + j], yf[j] != 0.0f, wf);
+    const bool keep = kf[j] != 0.0f;
+    lf[j] = keep ? e.loss : 0.0f;
+    if constexpr (WantGrad) go[c0 + j] = keep ? e.dz : 0.0f;
   }
-  alignas(64) float lf[kElemChunk];
-  double racc = 0.0;
-  for (std::int64_t k0 = 0; k0 < C; k0 += kElemChunk) {
-    const auto m = static_cast<std::int32_t>(C - k0 < kElemChunk ? C - k0 : kElemChunk);
-    const std::int32_t lk = lv >= k0 && lv < k0 + m ? static_cast<std::int32_t>(lv - k0) : -1;
-    const float* const zc = z + base + k0;
+  lane_add_f(lanes, lf, m);
+  if constexpr (StoreLoss) {
     FOCAL_NATIVE_SIMD
-    for (std::int32_t k = 0; k < m; ++k) {
-      const LossGradF e = sigmoid_hard_f<G, WantGrad>(zc[k], k == lk, wf);
-      lf[k] = e.loss;
-      if constexpr (WantGrad) grad_out[base + k0 + k] = e.dz;
-    }
-    FOCAL_NATIVE_SIMD_REDUCE(+, racc)
-    for (std::int32_t k = 0; k < m; ++k) racc += static_cast<double>(lf[k]);
-    if constexpr (StoreLoss) {
-      FOCAL_NATIVE_SIMD
-      for (std::int32_t k = 0; k < m; ++k)
-        loss_out[base + k0 + k] = static_cast<float>(static_cast<double>(lf[k]) * inv_norm);
+    for (std::int64_t j = 0; j < m; ++j)
+      lo[c0 + j] = static_cast<float>(static_cast<double>(lf[j]) * inv_norm);
+  }
+}
+
+// One chunk on the double path: outputs stored as they are computed (a
+// separate store loop over buffered results cost 10-30 % here), losses also
+// into lb for the sum.
+template <Prec P, GammaKind G, bool StoreLoss, bool WantGrad, bool Up, class T>
+FOCAL_NATIVE_INLINE void label_chunk_d(const T* z, std::int64_t c0, std::int64_t m,
+                                       const double* yb, const double* kb,
+                                       const SigmoidConsts& c, double gscale, double inv_norm,
+                                       LaneSum& lanes, T* lo, T* go, const T* up,
+                                       double* lb) noexcept {
+  // In place (go == z) is fine: element j is read before it is written.
+  FOCAL_NATIVE_SIMD
+  for (std::int64_t j = 0; j < m; ++j) {
+    const LossGrad h = sigmoid_hard<P, G, WantGrad>(static_cast<double>(z[c0 + j]),
+                                                    yb[j] != 0.0, c);
+    const bool ignored = kb[j] == 0.0;
+    const double loss = select_bits(ignored, 0.0, h.loss);
+    lb[j] = loss;
+    if constexpr (StoreLoss) lo[c0 + j] = static_cast<T>(loss * inv_norm);
+    if constexpr (WantGrad) {
+      double g = h.dz * gscale;
+      if constexpr (Up) g *= static_cast<double>(up[c0 + j]);
+      // Ignored after the upstream factor: an infinite grad_output at an
+      // ignored position must not turn its zero into NaN.
+      go[c0 + j] = static_cast<T>(select_bits(ignored, 0.0, g));
     }
   }
-  return racc;
+  lanes.add(lb, m);
+}
+
+// One chunk [c0, c0 + m) of either path, its flags in yb and kb.
+template <Prec P, GammaKind G, bool StoreLoss, bool WantGrad, bool Up, bool Fast, class T, class F>
+FOCAL_NATIVE_INLINE void label_chunk(const T* z, std::int64_t c0, std::int64_t m, const F* yb,
+                                     const F* kb, const SigmoidConsts& c, const WeightsF wf,
+                                     double gscale, double inv_norm, LaneSum& lanes, T* lo,
+                                     T* go, const T* up, float* lf, double* lb) noexcept {
+  if constexpr (Fast) {
+    static_assert(std::is_same_v<T, float> && std::is_same_v<F, float> && !Up,
+                  "the float path: float32 data, no grad_output");
+    (void)c, (void)gscale, (void)up, (void)lb;
+    label_chunk_f<G, StoreLoss, WantGrad>(z, c0, m, yb, kb, wf, inv_norm, lanes, lo, go, lf);
+  } else {
+    (void)wf, (void)lf;
+    label_chunk_d<P, G, StoreLoss, WantGrad, Up>(z, c0, m, yb, kb, c, gscale, inv_norm, lanes,
+                                                 lo, go, up, lb);
+  }
 }
 
 // Class-index targets: element (o, k, i) is positive iff labels[o*inner + i] == k;
 // label == classes means background, label == ignore_index ignores the position.
-// gscale: the gradient's scale (see sigmoid_labels).
+// gscale: the gradient's scale (see sigmoid_labels). Fast: the float path
+// (sigmoid_hard_f, whose derivative comes scaled through WeightsF).
 template <class T, class L, GammaKind G, bool StoreLoss, bool WantGrad, bool Up, bool Fast>
 Status sigmoid_labels_impl(const T* z_in, const L* lab_in, ClassLayout lay,
                            const SigmoidOptions& o, double gscale, T* loss_in, T* grad_in,
                            const T* up_in) noexcept {
   constexpr Prec P = prec_for<T>;
+  using F = std::conditional_t<Fast, float, double>;
   const SigmoidConsts c = sigmoid_consts(o);
   const double inv_norm = 1.0 / o.normalizer;
   const std::int64_t C = lay.classes, inner = lay.inner;
@@ -533,57 +608,64 @@ Status sigmoid_labels_impl(const T* z_in, const L* lab_in, ClassLayout lay,
     const T* const up = up_in;
     const std::int64_t p0 = b * bl.block;
     const std::int64_t p1 = p0 + bl.block < npos ? p0 + bl.block : npos;
-    double acc = 0.0;
-    std::int64_t cnt = 0;
-    std::int64_t anybad = 0;  // 64-bit: the same lane count as the double accumulator
-    // Walk the positions [p0, p1) as runs of constant o with i in [i0, i1).
-    for (std::int64_t pos = p0; pos < p1;) {
-      const std::int64_t o_idx = pos / inner;
-      const std::int64_t i0 = pos - o_idx * inner;
-      const std::int64_t i1 = (p1 - o_idx * inner) < inner ? p1 - o_idx * inner : inner;
-      const L* lrow = lab + o_idx * inner;
-      if (inner == 1) {
-        // One row of C contiguous logits: vectorize over classes.
-        const std::int64_t lv = static_cast<std::int64_t>(lrow[0]);
-        const bool badrow = label_bad(lrow[0], C, ign);
-        anybad |= badrow;
-        const bool ignored = lv == ign || badrow;
-        cnt += ignored ? 0 : C;
-        const std::int64_t base = o_idx * C;
-        double racc = 0.0;
-        if constexpr (Fast) {
-          racc = label_row_f<G, StoreLoss, WantGrad>(z, base, C, lv, ignored, wf, inv_norm,
-                                                     loss_out, grad_out);
-        } else {
-          FOCAL_NATIVE_SIMD_REDUCE(+, racc)
-          for (std::int64_t k = 0; k < C; ++k)
-            racc += label_step<P, G, StoreLoss, WantGrad, Up, Fast>(
-                z, base + k, k == lv, ignored, c, wf, inv_norm, gscale, loss_out, grad_out, up);
+    // The block's labels: any bad one, and the positions not ignored.
+    std::uint64_t anybad = 0;
+    std::int64_t kept = 0;
+    FOCAL_NATIVE_PRAGMA(omp simd reduction(| : anybad) reduction(+ : kept))
+    for (std::int64_t p = p0; p < p1; ++p) {
+      const std::uint64_t bad = label_bad_flag(lab[p], C, ign);
+      anybad |= bad;
+      kept += static_cast<std::int64_t>((static_cast<std::int64_t>(lab[p]) != ign) & (bad == 0));
+    }
+    LaneSum lanes;
+    alignas(64) F yb[kElemChunk], kb[kElemChunk];
+    alignas(64) float lf[Fast ? kElemChunk : 1];
+    alignas(64) double lb[Fast ? 1 : kElemChunk];
+    (void)lf, (void)lb;
+    if (inner == 1) {
+      const std::int64_t e1 = p1 * C;
+      for (std::int64_t c0 = p0 * C; c0 < e1; c0 += kElemChunk) {
+        const std::int64_t m = e1 - c0 < kElemChunk ? e1 - c0 : kElemChunk;
+        row_flags(lab, C, ign, c0, m, yb, kb);
+        label_chunk<P, G, StoreLoss, WantGrad, Up, Fast>(z, c0, m, yb, kb, c, wf, gscale, inv_norm,
+                                                       lanes, loss_out, grad_out, up, lf, lb);
+      }
+    } else {
+      // Runs of constant o with i in [i0, i1), one class after another;
+      // complete o's in flat chunks.
+      for (std::int64_t pos = p0; pos < p1;) {
+        const std::int64_t o_idx = pos / inner;
+        const std::int64_t i0 = pos - o_idx * inner;
+        const std::int64_t i1 = (p1 - o_idx * inner) < inner ? p1 - o_idx * inner : inner;
+        if (i0 == 0 && i1 == inner) {
+          const std::int64_t o_end = p1 / inner;  // complete o's: [o_idx, o_end)
+          const std::int64_t e1 = o_end * C * inner;
+          for (std::int64_t c0 = o_idx * C * inner; c0 < e1; c0 += kElemChunk) {
+            const std::int64_t m = e1 - c0 < kElemChunk ? e1 - c0 : kElemChunk;
+            slab_flags(lab, C, inner, ign, c0, m, yb, kb);
+            label_chunk<P, G, StoreLoss, WantGrad, Up, Fast>(z, c0, m, yb, kb, c, wf, gscale,
+                                                             inv_norm, lanes, loss_out,
+                                                             grad_out, up, lf, lb);
+          }
+          pos = o_end * inner;
+          continue;
         }
-        acc += racc;
-      } else {
-        for (std::int64_t i = i0; i < i1; ++i) {
-          const bool badi = label_bad(lrow[i], C, ign);
-          anybad |= badi;
-          cnt += (static_cast<std::int64_t>(lrow[i]) == ign || badi) ? 0 : C;
-        }
+        const L* const lrow = lab + o_idx * inner;
         for (std::int64_t k = 0; k < C; ++k) {
           const std::int64_t base = (o_idx * C + k) * inner;
-          double racc = 0.0;
-          FOCAL_NATIVE_SIMD_REDUCE(+, racc)
-          for (std::int64_t i = i0; i < i1; ++i) {
-            const std::int64_t lv = static_cast<std::int64_t>(lrow[i]);
-            const bool ignored = lv == ign || label_bad(lrow[i], C, ign);
-            racc += label_step<P, G, StoreLoss, WantGrad, Up, Fast>(
-                z, base + i, k == lv, ignored, c, wf, inv_norm, gscale, loss_out, grad_out, up);
+          for (std::int64_t s0 = i0; s0 < i1; s0 += kElemChunk) {
+            const std::int64_t m = i1 - s0 < kElemChunk ? i1 - s0 : kElemChunk;
+            inner_flags(lrow + s0, k, C, ign, m, yb, kb);
+            label_chunk<P, G, StoreLoss, WantGrad, Up, Fast>(z, base + s0, m, yb, kb, c, wf, gscale,
+                                                           inv_norm, lanes, loss_out, grad_out,
+                                                           up, lf, lb);
           }
-          acc += racc;
         }
+        pos = o_idx * inner + i1;
       }
-      pos = o_idx * inner + i1;
     }
-    r.partial[b] = acc;
-    r.counted[b] = cnt;
+    r.partial[b] = lanes.total();
+    r.counted[b] = kept * C;
     r.bad[b] = static_cast<unsigned char>(anybad != 0);
   });
   std::int64_t counted = 0;
