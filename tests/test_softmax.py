@@ -570,10 +570,19 @@ def test_tiling_sizes(dtype, npos):
 # or 8 (AVX2) rows and classes, with element-by-element copies for the rows
 # left over. These sizes make full and partial blocks on both axes.
 SHORT_ROW_CLASSES = [4, 7, 8, 9, 15, 16, 17, 24, 31]
+# float32 class indices also transpose rows of 33 to 63 classes that are not
+# a whole number of 16-lane blocks (index_rows_mode).
+F32_TRANSPOSED_CLASSES = [33, 40, 47, 49, 63]
+SHORT_ROW_CASES = [(d, c) for d in DTYPES for c in SHORT_ROW_CLASSES] + [
+    (F32, c) for c in F32_TRANSPOSED_CLASSES
+]
 
 
-@pytest.mark.parametrize("classes", SHORT_ROW_CLASSES, ids=lambda c: f"C={c}")
-@pytest.mark.parametrize("dtype", DTYPES, ids=DT_IDS)
+@pytest.mark.parametrize(
+    ("dtype", "classes"),
+    SHORT_ROW_CASES,
+    ids=[f"{np.dtype(d).name}-C={c}" for d, c in SHORT_ROW_CASES],
+)
 def test_short_rows_equal_their_class_major_layout(isa, dtype, classes):
     # The same numbers stored class-major ((1, C, N), axis 1) go through the
     # same per-position arithmetic without any transpose: for finite logits
@@ -596,7 +605,8 @@ def test_short_rows_equal_their_class_major_layout(isa, dtype, classes):
         np.testing.assert_array_equal(g, grad_r, err_msg=msg + " in place")
 
 
-@pytest.mark.parametrize("classes", SHORT_ROW_CLASSES, ids=lambda c: f"C={c}")
+@pytest.mark.parametrize("classes", SHORT_ROW_CLASSES + F32_TRANSPOSED_CLASSES,
+                         ids=lambda c: f"C={c}")
 def test_short_rows_vs_oracle(classes):
     rng = rng_for("short-rows-oracle", classes)
     for dtype in DTYPES:
@@ -610,7 +620,12 @@ def test_short_rows_vs_oracle(classes):
 # go in blocks of 16 classes, the last block partial (masked). Labels are
 # placed in the first, an inner and the last (partial) block, and at the block
 # edges; one row's masked entries push it onto the double-precision path.
-LONG_ROW_CLASSES = [32, 33, 47, 48, 49, 255, 256, 257, 300]
+LONG_ROW_CLASSES = [32, 33, 47, 48, 49, 65, 79, 255, 256, 257, 300]
+# Of these, the float32 rows that class indices take in rows mode: 33 to 63
+# classes (but 48) are transposed (index_rows_mode), and a transposed tile
+# takes its exponentials in float only when all its rows allow it, so there a
+# row's bits may depend on the other rows of its tile.
+F32_ROWS_MODE_CLASSES = [c for c in LONG_ROW_CLASSES if c >= 64 or c % 16 == 0]
 
 
 @pytest.mark.parametrize("classes", LONG_ROW_CLASSES, ids=lambda c: f"C={c}")
@@ -627,7 +642,7 @@ def test_long_rows_block_edges_vs_oracle(classes):
         compare_all(z, lab, reduction="sum", gamma=0.5, alpha=np.linspace(0.1, 1, classes))
 
 
-@pytest.mark.parametrize("classes", LONG_ROW_CLASSES, ids=lambda c: f"C={c}")
+@pytest.mark.parametrize("classes", F32_ROWS_MODE_CLASSES, ids=lambda c: f"C={c}")
 def test_long_rows_paired_equal_single(isa, classes):
     """Float32 rows go two at a time where both can (one loop for both rows);
     a one-row call always takes the single-row path. Every row must give the
