@@ -6,9 +6,9 @@
 // are processed in tiles: with inner == 1 and long rows (kRowsMinClasses or
 // more) the loops over classes vectorize; with inner > 1 (NCHW segmentation)
 // a tile is a run of consecutive inner positions and the loops over positions
-// vectorize, with no copy; short rows (inner == 1, few classes) are
-// transposed a tile at a time into a class-major buffer and then treated
-// like NCHW data. Formulas: ../shared/NUMERICS.md ("Softmax").
+// vectorize, with no copy; short rows (inner == 1, few classes: see
+// index_rows_mode) are transposed a tile at a time into a class-major buffer
+// and then treated like NCHW data. Formulas: ../shared/NUMERICS.md ("Softmax").
 #pragma once
 
 #include <cmath>
@@ -37,7 +37,7 @@ inline constexpr std::int64_t kRowsMinClasses = 32;
 // except rows of a whole number of 16-lane blocks. In rows mode a row's last,
 // partial block costs as much as a full one (C = 33 ran at 1.63 ns/element
 // fused on one core, C = 32 at 1.07); transposed, the cost grows with C:
-// C = 33 1.06, 40 0.99, 47 0.99 (C = 48: 0.89 in rows, 0.96 transposed).
+// C = 33 1.06, 40 1.03, 47 0.98 (C = 48: 0.89 in rows, 0.96 transposed).
 // float64 showed no such gain. Either way the tile buffer is 32 KiB.
 template <class T>
 inline constexpr std::int64_t kIndexTransposeClasses = std::is_same_v<T, float> ? 64 : 32;

@@ -1,7 +1,7 @@
 // Tile transposes for short rows: between a row-major block of n rows of C
 // values (row t at src + t * C) and a class-major buffer (class k at
-// dst + k * n). The softmax kernels copy a tile of short rows (C below
-// kRowsMinClasses) into class-major order so that their loops run over
+// dst + k * n). The softmax kernels copy a tile of short rows (see
+// index_rows_mode in softmax.hpp) into class-major order so that their loops run over
 // contiguous positions, and copy the gradient back.
 //
 // Element by element, these copies cost about as much as the rest of the
