@@ -470,22 +470,32 @@ struct TileGeom {
 };
 
 // The next tile's logits (and gradient output), fetched into cache while the
-// columns-mode exponential pass of this tile computes: class k's part of it
-// at each class. Without it, the next tile's first pass waits on memory with
-// nothing to compute: one core, (524288 x 21) float32 rows, class index
-// targets, out of cache: loss-only 1.51 -> 1.01 ns/element, fused 2.24 ->
-// 1.62 (in cache: 0.90 either way).
+// columns-mode exponential pass of this tile (class-index targets) computes:
+// class k's part of it at each class. Without it, the copy of a tile of
+// short rows waits on memory with nothing to compute (README, "Layouts").
+// Only addresses inside the arrays are formed: the next tile lies within
+// the array, and, threaded, within this block (the next block is another
+// thread's, and prefetching it for writing would take its cache lines).
 struct TilePrefetch {
   const char* r = nullptr;  // class k's part: [r + k * stride, + bytes)
   const char* w = nullptr;  // the same offsets in the gradient output, or null
   std::int64_t stride = 0;
   std::int64_t bytes = 0;
+  // Each line of [p, p + bytes): steps of 64 from p, and the last byte
+  // (p need not be 64-byte aligned).
+  static FOCAL_NATIVE_INLINE void lines_r(const char* p, std::int64_t bytes) noexcept {
+    for (std::int64_t o = 0; o < bytes; o += 64) FOCAL_NATIVE_PREFETCH_R(p + o);
+    FOCAL_NATIVE_PREFETCH_R(p + (bytes - 1));
+  }
+  static FOCAL_NATIVE_INLINE void lines_w(const char* p, std::int64_t bytes) noexcept {
+    for (std::int64_t o = 0; o < bytes; o += 64) FOCAL_NATIVE_PREFETCH_W(p + o);
+    FOCAL_NATIVE_PREFETCH_W(p + (bytes - 1));
+  }
   FOCAL_NATIVE_INLINE void fetch(std::int64_t k) const noexcept {
-    if (r == nullptr) return;
+    if (r == nullptr || bytes <= 0) return;
     const std::int64_t off = k * stride;
-    for (std::int64_t o = 0; o < bytes; o += 64) FOCAL_NATIVE_PREFETCH_R(r + off + o);
-    if (w == nullptr) return;
-    for (std::int64_t o = 0; o < bytes; o += 64) FOCAL_NATIVE_PREFETCH_W(w + off + o);
+    lines_r(r + off, bytes);
+    if (w != nullptr) lines_w(w + off, bytes);
   }
 };
 
@@ -1565,8 +1575,12 @@ Status softmax_run(const T* z_in, const Y* y_in, const LabelSource* src, ClassLa
   }
   const std::int64_t min_block = C >= 4096 ? 1 : 4096 / (C > 0 ? C : 1);
   const Blocking bl = make_blocking(npos, min_block);
+  const int nthreads = get_num_threads();
+  // Threaded, the next block is another thread's: the last tile of a block
+  // prefetches nothing past it (see TilePrefetch).
+  const bool threaded = runs_threaded(bl.count, lay.elements(), nthreads);
   BlockResults r;
-  for_each_block(bl.count, lay.elements(), get_num_threads(), [=, &r](std::int64_t b) {
+  for_each_block(bl.count, lay.elements(), nthreads, [=, &r](std::int64_t b) {
     FlushDenormalsScope ftz;
     SoftmaxTile tl;
     std::int64_t labels[kSoftmaxTile];
@@ -1681,10 +1695,10 @@ Status softmax_run(const T* z_in, const Y* y_in, const LabelSource* src, ClassLa
       } else {
         // The next tile (if any) in columns mode: fetched during this one's sums.
         TilePrefetch pf;
-        const std::int64_t next = pos + n;
-        if (!g.rows && next < npos) {
+        const std::int64_t next = pos + n, pf_end = threaded ? p1 : npos;
+        if (!g.rows && next < pf_end) {
           const std::int64_t o2 = next / inner, i2 = next - o2 * inner;
-          std::int64_t n2 = npos - next;
+          std::int64_t n2 = pf_end - next;
           if (inner > 1 && n2 > inner - i2) n2 = inner - i2;
           if (n2 > kSoftmaxTile) n2 = kSoftmaxTile;
           // Rows: n2 rows of C, contiguous (class k's share: n2 values at k n2);

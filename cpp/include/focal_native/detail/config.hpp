@@ -49,8 +49,10 @@
 #endif
 
 // A hint to fetch the cache line holding *p ahead of use (R: to be read,
-// W: to be written); no-op where the compiler offers no prefetch builtin.
-// Never faults, but the kernels only ever pass addresses inside their arrays.
+// W: to be written), through GCC's and Clang's __builtin_prefetch; a no-op
+// with other compilers (MSVC's _mm_prefetch is not wired up: untested here).
+// A prefetch never faults, but the kernels only pass addresses inside their
+// arrays.
 #if defined(__GNUC__) || defined(__clang__)
 #define FOCAL_NATIVE_PREFETCH_R(p) __builtin_prefetch((p), 0, 3)
 #define FOCAL_NATIVE_PREFETCH_W(p) __builtin_prefetch((p), 1, 3)

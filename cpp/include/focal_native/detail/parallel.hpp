@@ -105,13 +105,24 @@ inline Blocking make_blocking(std::int64_t n, std::int64_t min_block) noexcept {
   return {b, count};
 }
 
+// Whether for_each_block runs its blocks on more than one thread (otherwise
+// one after the other, in order).
+inline bool runs_threaded(std::int64_t nblocks, std::int64_t total_work, int nthreads) noexcept {
+#if defined(_OPENMP)
+  return nthreads > 1 && nblocks > 1 && total_work >= kParallelGrain;
+#else
+  (void)nblocks, (void)total_work, (void)nthreads;
+  return false;
+#endif
+}
+
 // Calls body(block_index) for every block, on up to get_num_threads() threads
 // when the total work is large enough. body must not throw.
 template <class Body>
 inline void for_each_block(std::int64_t nblocks, std::int64_t total_work, int nthreads,
                            Body&& body) noexcept {
 #if defined(_OPENMP)
-  if (nthreads > 1 && nblocks > 1 && total_work >= kParallelGrain) {
+  if (runs_threaded(nblocks, total_work, nthreads)) {
     install_fork_handler();
     const int nt = static_cast<int>(nthreads < nblocks ? nthreads : nblocks);
     // Dynamic: on a loaded machine a thread that gets its core takes more of
