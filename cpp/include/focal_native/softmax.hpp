@@ -469,6 +469,24 @@ struct TileGeom {
   }
 };
 
+// The tile that starts at position pos and ends at `end` at the latest: up
+// to kSoftmaxTile positions of one `o` (rows mode: rows), and the offset of
+// its first element (position pos, class 0).
+struct TileSpan {
+  std::int64_t base;
+  std::int64_t n;
+};
+
+FOCAL_NATIVE_INLINE TileSpan tile_span(std::int64_t pos, std::int64_t end, std::int64_t C,
+                                       std::int64_t inner) noexcept {
+  const std::int64_t o_idx = pos / inner;
+  const std::int64_t i0 = pos - o_idx * inner;
+  std::int64_t n = end - pos;
+  if (inner > 1 && n > inner - i0) n = inner - i0;
+  if (n > kSoftmaxTile) n = kSoftmaxTile;
+  return {inner == 1 ? pos * C : o_idx * C * inner + i0, n};
+}
+
 // The next tile's logits (and gradient output), fetched into cache while the
 // columns-mode exponential pass of this tile (class-index targets) computes:
 // class k's part of it at each class. Without it, the copy of a tile of
@@ -483,19 +501,23 @@ struct TilePrefetch {
   std::int64_t bytes = 0;
   // Each line of [p, p + bytes): steps of 64 from p, and the last byte
   // (p need not be 64-byte aligned).
-  static FOCAL_NATIVE_INLINE void lines_r(const char* p, std::int64_t bytes) noexcept {
-    for (std::int64_t o = 0; o < bytes; o += 64) FOCAL_NATIVE_PREFETCH_R(p + o);
-    FOCAL_NATIVE_PREFETCH_R(p + (bytes - 1));
+  template <bool Write>
+  static FOCAL_NATIVE_INLINE void line(const char* a) noexcept {
+    if constexpr (Write)
+      FOCAL_NATIVE_PREFETCH_W(a);
+    else
+      FOCAL_NATIVE_PREFETCH_R(a);
   }
-  static FOCAL_NATIVE_INLINE void lines_w(const char* p, std::int64_t bytes) noexcept {
-    for (std::int64_t o = 0; o < bytes; o += 64) FOCAL_NATIVE_PREFETCH_W(p + o);
-    FOCAL_NATIVE_PREFETCH_W(p + (bytes - 1));
+  template <bool Write>
+  static FOCAL_NATIVE_INLINE void lines(const char* p, std::int64_t bytes) noexcept {
+    for (std::int64_t o = 0; o < bytes; o += 64) line<Write>(p + o);
+    line<Write>(p + (bytes - 1));
   }
   FOCAL_NATIVE_INLINE void fetch(std::int64_t k) const noexcept {
     if (r == nullptr || bytes <= 0) return;
     const std::int64_t off = k * stride;
-    lines_r(r + off, bytes);
-    if (w != nullptr) lines_w(w + off, bytes);
+    lines<false>(r + off, bytes);
+    if (w != nullptr) lines<true>(w + off, bytes);
   }
 };
 
@@ -1595,22 +1617,18 @@ Status softmax_run(const T* z_in, const Y* y_in, const LabelSource* src, ClassLa
     std::int64_t cnt = 0;
     bool anybad = false;
     for (std::int64_t pos = p0; pos < p1;) {
-      // A tile: up to kSoftmaxTile positions of one `o` (rows mode: rows).
-      const std::int64_t o_idx = pos / inner;
-      const std::int64_t i0 = pos - o_idx * inner;
-      std::int64_t n = p1 - pos;
-      if (inner > 1 && n > inner - i0) n = inner - i0;
-      if (n > kSoftmaxTile) n = kSoftmaxTile;
+      const TileSpan span = tile_span(pos, p1, C, inner);
+      const std::int64_t n = span.n;
       TileGeom g;
       if (inner == 1) {
         // Rows of at least kRowsMinClasses vectorize over classes; shorter
         // rows are transposed into a class-major buffer and vectorize over
         // positions (index_tile; float32 class indices: see
         // index_rows_mode). Dense targets read short rows strided.
-        g = {pos * C, C, 1, n,
+        g = {span.base, C, 1, n,
              kDense || smoothing ? C >= kRowsMinClasses : index_rows_mode<T>(C)};
       } else {
-        g = {o_idx * C * inner + i0, 1, inner, n, false};
+        g = {span.base, 1, inner, n, false};
       }
       // Labels / validity of the positions.
       std::int64_t tile_live = 0;
@@ -1697,18 +1715,14 @@ Status softmax_run(const T* z_in, const Y* y_in, const LabelSource* src, ClassLa
         TilePrefetch pf;
         const std::int64_t next = pos + n, pf_end = threaded ? p1 : npos;
         if (!g.rows && next < pf_end) {
-          const std::int64_t o2 = next / inner, i2 = next - o2 * inner;
-          std::int64_t n2 = pf_end - next;
-          if (inner > 1 && n2 > inner - i2) n2 = inner - i2;
-          if (n2 > kSoftmaxTile) n2 = kSoftmaxTile;
-          // Rows: n2 rows of C, contiguous (class k's share: n2 values at k n2);
-          // otherwise class k's n2 values at base + k inner.
-          const std::int64_t base2 = inner == 1 ? next * C : o2 * C * inner + i2;
+          // Rows: n rows of C, contiguous (class k's share: n values at k n);
+          // otherwise class k's n values at base + k inner.
+          const TileSpan nt = tile_span(next, pf_end, C, inner);
           const auto sz = static_cast<std::int64_t>(sizeof(T));
-          pf.r = reinterpret_cast<const char*>(z + base2);
-          pf.w = WantGrad ? reinterpret_cast<const char*>(go + base2) : nullptr;
-          pf.stride = (inner == 1 ? n2 : inner) * sz;
-          pf.bytes = n2 * sz;
+          pf.r = reinterpret_cast<const char*>(z + nt.base);
+          pf.w = WantGrad ? reinterpret_cast<const char*>(go + nt.base) : nullptr;
+          pf.stride = (inner == 1 ? nt.n : inner) * sz;
+          pf.bytes = nt.n * sz;
         }
         index_tile<T, G, StoreLoss, WantGrad, Up>(z, go, g, sc, inner == 1 && !g.rows, park, pf,
                                                   tl);
