@@ -137,3 +137,40 @@ FN_TEST(log1p_unit_full_hi_lo_within_half_ulp) {
   fd::log1p_unit<fd::Prec::full>(nan, nan, nan, hi, lo);
   CHECK(std::isnan(hi));
 }
+
+// log1p of x >= 0 without a division (single precision: the softmax
+// finish's log S for float32 data): 2^-33 relative over [0, 1e300], across
+// the switch at x = 1 and each power of two (the split u = 2^k m); +inf and
+// NaN pass through. Full precision is log1p_any itself.
+FN_TEST(log1p_nonneg_single_within_2_pow_minus_33_relative) {
+  auto check = [](double x) {
+    const double got = fd::log1p_nonneg<fd::Prec::single>(x);
+    if (x == 0.0) {
+      CHECK_MSG(got == 0.0, "log1p_nonneg(0) = %.17g", got);
+      return;
+    }
+    const LD ref = std::log1p(static_cast<LD>(x));
+    const LD rel = std::fabs(static_cast<LD>(got) - ref) / ref;
+    CHECK_MSG(rel <= std::ldexp(1.0L, -33), "log1p_nonneg(%.17g) = %.17g: relative error %Lg",
+              x, got, rel);
+  };
+  for (int i = 0; i <= 1 << 16; ++i) check(std::ldexp(static_cast<double>(i), -14));  // [0, 4]
+  std::mt19937_64 rng(11);
+  std::uniform_real_distribution<double> un(0.0, 1.0), ex(-40.0, 700.0);
+  for (int i = 0; i < 200000; ++i) check(un(rng));
+  for (int i = 0; i < 200000; ++i) check(std::exp(ex(rng)));
+  for (int k = -1022; k <= 1000; ++k) {
+    const double p = std::ldexp(1.0, k);
+    check(p);
+    check(std::nextafter(p, 0.0));
+    check(std::nextafter(p, 2 * p));
+    check(p - 1.0 > 0.0 ? p - 1.0 : p);
+  }
+  check(std::nextafter(1.0, 0.0));
+  check(std::nextafter(1.0, 2.0));
+  check(std::numeric_limits<double>::max());
+  const double inf = std::numeric_limits<double>::infinity();
+  CHECK(fd::log1p_nonneg<fd::Prec::single>(inf) == inf);
+  CHECK(std::isnan(fd::log1p_nonneg<fd::Prec::single>(std::numeric_limits<double>::quiet_NaN())));
+  CHECK(fd::log1p_nonneg<fd::Prec::full>(3.0) == fd::log1p_any<fd::Prec::full>(3.0));
+}

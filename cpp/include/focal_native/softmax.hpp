@@ -138,14 +138,20 @@ struct HiLo {
   double hi, lo;
 };
 
+// One logarithm for both cases (a vector loop evaluates both arms): of
+// s_other, or of u = fl(1 - p) with its rounding c added back as c/u
+// (log1p_any's method, the same bits). Measured, float32 softmax finish at
+// gamma = 2.5: 7.35 -> 6.2 ns per row.
 template <Prec P>
 FOCAL_NATIVE_INLINE HiLo log_one_minus_p(double p, double s_other, double log_s) noexcept {
-  const double lq_small = log1p_any<P>(-p);
+  const bool big = p > 0.5;
+  double u, c;
+  two_sum(1.0, -p, u, c);
   double h, l;
-  log_hilo<P>(s_other, h, l);
+  log_hilo<P>(big ? s_other : u, h, l);
+  const double lq_small = h + (l + c / u);
   double sh, se;
   two_sum(h, -log_s, sh, se);
-  const bool big = p > 0.5;
   return {big ? sh : lq_small, big ? se + l : 0.0};
 }
 
@@ -826,10 +832,17 @@ struct IndexKernel {
       FOCAL_NATIVE_SIMD
       for (std::int64_t t = 0; t < n; ++t) tl.a[t] = tl.c[t] >= 0 ? sc.alpha_scale : 0.0;
     }
+    // The labelled class's exponential in a loop of its own: in one loop with
+    // the rest, its chain of dependent operations (exp, then the logarithm
+    // and the divisions that need it) left too few rows in flight. Measured,
+    // float32, 10 classes: 3.8 -> 3.2 ns per row.
+    alignas(64) double ea[kSoftmaxTile];
+    FOCAL_NATIVE_SIMD
+    for (std::int64_t t = 0; t < n; ++t) ea[t] = exp_shifted<P, true>(tl.zc[t], tl.m[t]);
     FOCAL_NATIVE_SIMD
     for (std::int64_t t = 0; t < n; ++t) {
       const double d = shifted(tl.zc[t], tl.m[t]);
-      const double a = exp_shifted<P, true>(tl.zc[t], tl.m[t]);
+      const double a = ea[t];
       const double so = tl.s[t];
       const double S = so + a;
       const double inv_s = 1.0 / S;
@@ -839,7 +852,7 @@ struct IndexKernel {
       // class S - 1 = so exactly in the math (log1p(so) avoids the rounding
       // of the sum); otherwise so includes the maximum's exp(0) = 1, so
       // so >= 1, so - 1 is exact and (so - 1) + a is S - 1 rounded once.
-      const double log_s = log1p_any<P>(cmax ? so : (so - 1.0) + a);
+      const double log_s = log1p_nonneg<P>(cmax ? so : (so - 1.0) + a);
       const double log_p = cmax ? -log_s : d - log_s;
       const double q = one_minus_p(p, so, inv_s);
       const FocalTerms ft =
@@ -1241,7 +1254,7 @@ struct DenseKernel {
     sums(z, g, C, tl);
     for (std::int64_t t = 0; t < g.n; ++t) {
       const double sr = tl.s[t];
-      tl.f[t] = log1p_any<P>(sr);  // log S
+      tl.f[t] = log1p_nonneg<P>(sr);  // log S
       tl.inv_s[t] = 1.0 / (1.0 + sr);
     }
     // Pass 3: the loss, T_rest = sum of y_k F_k over the classes other than

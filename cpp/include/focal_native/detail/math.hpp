@@ -299,5 +299,32 @@ FOCAL_NATIVE_INLINE double log1p_any(double x) noexcept {
   return x > std::numeric_limits<double>::max() ? x : r;
 }
 
+// log1p(x) for x >= 0 (+inf gives +inf, NaN gives NaN).
+// Full: log1p_any. Single: without a division (log1p_any takes two): x <= 1
+// goes to log1p_unit's polynomial as it is (tiny x keeps its relative
+// accuracy); above, u = 1 + x (its rounding moves the result by at most
+// 2^-53) is split as 2^k m, m in [1, 2), and log u = k ln2 + log1p(m - 1),
+// with m - 1 exact. Measured in the softmax finish (float32, 10 classes):
+// 4.3 -> 3.8 ns per row.
+template <Prec P>
+FOCAL_NATIVE_INLINE double log1p_nonneg(double x) noexcept {
+  if constexpr (P == Prec::full) {
+    return log1p_any<P>(x);
+  } else {
+    const double u = 1.0 + x;
+    const std::uint64_t bu = bits_of(u);
+    const double m = double_of((bu & 0x000fffffffffffffULL) | 0x3ff0000000000000ULL);
+    // k = the biased exponent - 1023, as a double through the shifter.
+    constexpr double shifter = 0x1.8p52;
+    const double kd = double_of(bits_of(shifter) + (bu >> 52)) - (shifter + 1023.0);
+    const bool small = x <= 1.0;
+    double hi, lo;
+    log1p_unit<P>(small ? x : m - 1.0, u, 0.0, hi, lo);
+    const double k = small ? 0.0 : kd;
+    const double r = mul_add(k, kLn2Hi, mul_add(k, kLn2Lo, hi));
+    return x <= std::numeric_limits<double>::max() ? r : x + x;
+  }
+}
+
 }  // namespace detail
 FOCAL_NATIVE_END_NAMESPACE
