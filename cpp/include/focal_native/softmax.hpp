@@ -444,7 +444,7 @@ struct SoftmaxTile {
   float mf[kSoftmaxTile];      // ... as a float (float32 data, columns mode)
   double s[kSoftmaxTile];      // sum of exp over the other classes (index: k != c; dense: k != argmax)
   double sc[kSoftmaxTile];     // its compensation (float64 data); dense: the largest other logit
-  double a[kSoftmaxTile];      // index: exp(z_c - m); dense: unused
+  double a[kSoftmaxTile];      // index: the labelled class's weight alpha_c; dense: the arg-max (as a double)
   double zc[kSoftmaxTile];     // index: logit of the labelled class
   std::int64_t c[kSoftmaxTile];    // index: label (-1 when ignored or bad); dense: argmax
   double f[kSoftmaxTile];      // gradient factor (index) / log S (dense)
