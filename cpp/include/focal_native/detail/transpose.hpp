@@ -1,6 +1,6 @@
 // Tile transposes for short rows: between a row-major block of n rows of C
 // values (row t at src + t * C) and a class-major buffer (class k at
-// dst + k * n). The softmax kernels copy a tile of short rows (see
+// dst + k * ld, ld >= n). The softmax kernels copy a tile of short rows (see
 // index_rows_mode in softmax.hpp) into class-major order so that their loops run over
 // contiguous positions, and copy the gradient back.
 //
@@ -25,22 +25,22 @@
 FOCAL_NATIVE_BEGIN_NAMESPACE
 namespace detail {
 
-// dst[k * n + t] = src[t * C + k] for t < n, k < C; element by element,
+// dst[k * ld + t] = src[t * C + k] for t < n, k < C; element by element,
 // rows [t0, n).
 template <class T>
 FOCAL_NATIVE_INLINE void rows_to_classes_scalar(const T* src, std::int64_t C, std::int64_t n,
-                                                std::int64_t t0, T* dst) noexcept {
+                                                std::int64_t t0, T* dst, std::int64_t ld) noexcept {
   for (std::int64_t t = t0; t < n; ++t)
-    for (std::int64_t k = 0; k < C; ++k) dst[k * n + t] = src[t * C + k];
+    for (std::int64_t k = 0; k < C; ++k) dst[k * ld + t] = src[t * C + k];
 }
 
-// dst[t * C + k] = src[k * n + t] for t < n, k < C; element by element,
+// dst[t * C + k] = src[k * ld + t] for t < n, k < C; element by element,
 // rows [t0, n).
 template <class T>
-FOCAL_NATIVE_INLINE void classes_to_rows_scalar(const T* src, std::int64_t C, std::int64_t n,
-                                                std::int64_t t0, T* dst) noexcept {
+FOCAL_NATIVE_INLINE void classes_to_rows_scalar(const T* src, std::int64_t ld, std::int64_t C,
+                                                std::int64_t n, std::int64_t t0, T* dst) noexcept {
   for (std::int64_t t = t0; t < n; ++t)
-    for (std::int64_t k = 0; k < C; ++k) dst[t * C + k] = src[k * n + t];
+    for (std::int64_t k = 0; k < C; ++k) dst[t * C + k] = src[k * ld + t];
 }
 
 #if defined(__AVX512F__)
@@ -159,7 +159,7 @@ struct FloatRegs {
 // of each row's classes, an in-register transpose, one store per class; the
 // leftover rows element by element.
 FOCAL_NATIVE_INLINE void rows_to_classes(const float* src, std::int64_t C, std::int64_t n,
-                                         float* dst) noexcept {
+                                         float* dst, std::int64_t ld) noexcept {
   using R = FloatRegs;
   const std::int64_t nb = n - n % R::W;
   for (std::int64_t t0 = 0; t0 < nb; t0 += R::W) {
@@ -169,16 +169,16 @@ FOCAL_NATIVE_INLINE void rows_to_classes(const float* src, std::int64_t C, std::
       R::V r[R::W];
       for (int i = 0; i < R::W; ++i) r[i] = R::load(src + (t0 + i) * C + k0, m);
       R::transpose(r);
-      for (std::int64_t j = 0; j < w; ++j) R::store(dst + (k0 + j) * n + t0, r[j]);
+      for (std::int64_t j = 0; j < w; ++j) R::store(dst + (k0 + j) * ld + t0, r[j]);
     }
   }
-  rows_to_classes_scalar(src, C, n, nb, dst);
+  rows_to_classes_scalar(src, C, n, nb, dst, ld);
 }
 
 // The reverse: one load per class (zeros for the missing ones), the
 // transpose, masked stores of each row's classes.
-FOCAL_NATIVE_INLINE void classes_to_rows(const float* src, std::int64_t C, std::int64_t n,
-                                         float* dst) noexcept {
+FOCAL_NATIVE_INLINE void classes_to_rows(const float* src, std::int64_t ld, std::int64_t C,
+                                         std::int64_t n, float* dst) noexcept {
   using R = FloatRegs;
   const std::int64_t nb = n - n % R::W;
   for (std::int64_t t0 = 0; t0 < nb; t0 += R::W) {
@@ -186,12 +186,12 @@ FOCAL_NATIVE_INLINE void classes_to_rows(const float* src, std::int64_t C, std::
       const std::int64_t w = C - k0 < R::W ? C - k0 : R::W;
       const R::Mask m = R::mask(w);
       R::V r[R::W];
-      for (int j = 0; j < R::W; ++j) r[j] = j < w ? R::load(src + (k0 + j) * n + t0) : R::zero();
+      for (int j = 0; j < R::W; ++j) r[j] = j < w ? R::load(src + (k0 + j) * ld + t0) : R::zero();
       R::transpose(r);
       for (int i = 0; i < R::W; ++i) R::store(dst + (t0 + i) * C + k0, m, r[i]);
     }
   }
-  classes_to_rows_scalar(src, C, n, nb, dst);
+  classes_to_rows_scalar(src, ld, C, n, nb, dst);
 }
 
 #ifdef FOCAL_NATIVE_TRANSPOSE_DIAG_POP
@@ -202,25 +202,25 @@ FOCAL_NATIVE_INLINE void classes_to_rows(const float* src, std::int64_t C, std::
 #else
 
 FOCAL_NATIVE_INLINE void rows_to_classes(const float* src, std::int64_t C, std::int64_t n,
-                                         float* dst) noexcept {
-  rows_to_classes_scalar(src, C, n, 0, dst);
+                                         float* dst, std::int64_t ld) noexcept {
+  rows_to_classes_scalar(src, C, n, 0, dst, ld);
 }
 
-FOCAL_NATIVE_INLINE void classes_to_rows(const float* src, std::int64_t C, std::int64_t n,
-                                         float* dst) noexcept {
-  classes_to_rows_scalar(src, C, n, 0, dst);
+FOCAL_NATIVE_INLINE void classes_to_rows(const float* src, std::int64_t ld, std::int64_t C,
+                                         std::int64_t n, float* dst) noexcept {
+  classes_to_rows_scalar(src, ld, C, n, 0, dst);
 }
 
 #endif
 
 FOCAL_NATIVE_INLINE void rows_to_classes(const double* src, std::int64_t C, std::int64_t n,
-                                         double* dst) noexcept {
-  rows_to_classes_scalar(src, C, n, 0, dst);
+                                         double* dst, std::int64_t ld) noexcept {
+  rows_to_classes_scalar(src, C, n, 0, dst, ld);
 }
 
-FOCAL_NATIVE_INLINE void classes_to_rows(const double* src, std::int64_t C, std::int64_t n,
-                                         double* dst) noexcept {
-  classes_to_rows_scalar(src, C, n, 0, dst);
+FOCAL_NATIVE_INLINE void classes_to_rows(const double* src, std::int64_t ld, std::int64_t C,
+                                         std::int64_t n, double* dst) noexcept {
+  classes_to_rows_scalar(src, ld, C, n, 0, dst);
 }
 
 }  // namespace detail
