@@ -721,6 +721,44 @@ def test_threaded_vs_numpy(dtype, shape, axis):
             close_fast(gm * n, e_grad, 2 * rtol, scale=scale, err_msg=msg)
 
 
+# Arrays past 1 MiB of logits take the streaming variants (rows mode reads
+# ahead, short float32 rows leave the chunked exponential loop, columns mode
+# spreads the next tile's prefetches); a slice of the same rows under 1 MiB
+# takes the in-cache ones. (shape, axis, slice of the outer axis)
+STREAM_CASES = [
+    ((4100, 80), -1, slice(1001, 1300)),
+    ((300, 1000), -1, slice(37, 140)),
+    ((30001, 10), -1, slice(5003, 9000)),
+    ((30001, 21), -1, slice(129, 3000)),
+    ((3, 21, 60, 101), 1, slice(1, 2)),
+]
+
+
+@pytest.mark.parametrize(("shape", "axis", "rows"), STREAM_CASES, ids=str)
+@pytest.mark.parametrize("dtype", DTYPES, ids=DT_IDS)
+def test_streaming_and_in_cache_give_the_same_bits(isa, dtype, shape, axis, rows):
+    rng = rng_for("stream", dtype, shape)
+    z = make_logits(rng, shape, dtype)
+    assert z.nbytes > 1 << 20 and z[rows].nbytes <= 1 << 20
+    classes = shape[axis]
+    lab = make_labels(rng, pos_shape_of(shape, axis), classes, ignore=-100, frac_ignore=0.05)
+    kw = dict(gamma=2.0, alpha=rng.uniform(0.2, 1.5, size=classes), axis=axis)
+    big_loss, big_grad = fn.softmax_focal_loss_with_grad(z, lab, reduction="none", **kw)
+    small_loss, small_grad = fn.softmax_focal_loss_with_grad(
+        np.ascontiguousarray(z[rows]), np.ascontiguousarray(lab[rows]), reduction="none", **kw
+    )
+    ft.assert_bitwise_equal(small_loss, big_loss[rows])
+    ft.assert_bitwise_equal(small_grad, big_grad[rows])
+    ft.assert_bitwise_equal(
+        fn.softmax_focal_loss(z, lab, reduction="none", **kw)[rows], small_loss
+    )
+    # and both are right (the big array against the NumPy transcription)
+    e_loss, e_grad, scale = np_softmax_focal(z, lab, reduction="none", **kw)
+    rtol = 2e-6 if dtype == F32 else 1e-12
+    close_fast(big_loss, e_loss, rtol)
+    close_fast(big_grad, e_grad, rtol, scale=scale)
+
+
 # --------------------------------------------------------------------------
 # out=, grad_out=, in place
 # --------------------------------------------------------------------------
