@@ -255,6 +255,29 @@ def test_float_hard_targets_take_the_hard_kernels(isa, dtype, n, gamma):
                             scale=soft_grad_scale(z[soft], tm[soft], 0.25, gamma))
 
 
+# The kernels take an element's first steps (exp(-|z|); for general gamma
+# also 1/(1+e) and log1p(e)) in loops of their own over a chunk of 256, into
+# buffers the main loop reads back. An element's results must not depend on
+# where it falls in a chunk, nor on whether a vector loop or its remainder
+# handles it: the same logits shifted by k give the same bits.
+@pytest.mark.parametrize("gamma", [0.0, 2.0, 1.5])
+@pytest.mark.parametrize("kind", ["int8", "hard", "soft"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=DT_IDS)
+def test_results_do_not_depend_on_the_place_in_a_chunk(isa, dtype, kind, gamma):
+    rng = rng_for("place", dtype, kind, gamma)
+    n = 1000
+    z = make_logits(rng, (n,), dtype)
+    y = make_targets(rng, (n,), kind, dtype)
+    kw = dict(alpha=0.25, gamma=gamma, reduction="none")
+    loss, grad = fn.sigmoid_focal_loss_with_grad(z, y, **kw)
+    for k in (1, 9, 255, 256, 999):
+        lk, gk = fn.sigmoid_focal_loss_with_grad(z[k:], y[k:], **kw)
+        ft.assert_bitwise_equal(lk, loss[k:], f"loss, shifted by {k}")
+        ft.assert_bitwise_equal(gk, grad[k:], f"grad, shifted by {k}")
+        ft.assert_bitwise_equal(fn.sigmoid_focal_loss(z[k:], y[k:], **kw), loss[k:],
+                                f"loss alone, shifted by {k}")
+
+
 def test_reduced_loss_has_the_same_bits_for_every_hard_target_dtype():
     rng = rng_for("bits-reduced")
     z = make_logits(rng, (1001,), F64)

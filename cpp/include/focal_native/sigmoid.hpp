@@ -197,13 +197,48 @@ FOCAL_NATIVE_INLINE void lane_add_f(LaneSum& s, const float* v, std::int64_t m) 
   for (int l = 0; j < m; ++j, ++l) s.lane[l] += static_cast<double>(v[j]);
 }
 
-// One element of the elementwise kernel: the loss and the unscaled derivative.
+// The double path's first steps of a chunk (see exp_neg_abs), each a loop of
+// its own: e for every gamma, and for general gamma unit_terms(e) too.
+// terms(j) gives element j's unit_terms, from the buffers or computed in the
+// caller's loop.
+template <Prec P, GammaKind G>
+struct ChunkSteps {
+  static constexpr std::int64_t kT = G == GammaKind::general ? kElemChunk : 1;
+  alignas(64) double e[kElemChunk];
+  alignas(64) double inv[kT], lhi[kT], llo[kT];
+
+  template <class Z>
+  FOCAL_NATIVE_INLINE void run(const Z* z, std::int64_t m) noexcept {
+    double* const eb = e;
+    FOCAL_NATIVE_SIMD
+    for (std::int64_t j = 0; j < m; ++j) eb[j] = exp_neg_abs<P>(static_cast<double>(z[j]));
+    if constexpr (G == GammaKind::general) {
+      double *const ib = inv, *const hb = lhi, *const lb = llo;
+      FOCAL_NATIVE_SIMD
+      for (std::int64_t j = 0; j < m; ++j) {
+        const UnitTerms t = unit_terms<P>(eb[j]);
+        ib[j] = t.inv;
+        hb[j] = t.lhi;
+        lb[j] = t.llo;
+      }
+    }
+  }
+  FOCAL_NATIVE_INLINE UnitTerms terms(std::int64_t j) const noexcept {
+    if constexpr (G == GammaKind::general)
+      return {inv[j], lhi[j], llo[j]};
+    else
+      return unit_terms<P>(e[j]);
+  }
+};
+
+// One element of the elementwise kernel, ei = exp_neg_abs(zi) and
+// ti = unit_terms(ei): the loss and the unscaled derivative.
 template <Prec P, GammaKind G, class Y>
-FOCAL_NATIVE_INLINE LossGrad elementwise_eval(double zi, double yi,
+FOCAL_NATIVE_INLINE LossGrad elementwise_eval(double zi, double ei, UnitTerms ti, double yi,
                                               const SigmoidConsts& c) noexcept {
-  LossGrad r = sigmoid_hard<P, G, true>(zi, yi == 1.0, c);
+  LossGrad r = sigmoid_hard_t<P, G, true>(zi, ei, ti, yi == 1.0, c);
   if constexpr (std::is_floating_point_v<Y>) {
-    const LossGrad s = sigmoid_soft<P, G, true>(zi, yi, c);
+    const LossGrad s = sigmoid_soft_t<P, G, true>(zi, ei, ti, yi, c);
     const bool hard = yi == 0.0 || yi == 1.0;
     r.loss = select_bits(hard, r.loss, s.loss);
     r.dz = select_bits(hard, r.dz, s.dz);
@@ -238,9 +273,12 @@ FOCAL_NATIVE_INLINE std::int32_t hard_chunk_f(const float* z, const Y* y, std::i
     yf[j] = v;
     bad |= (v != 0.0f && v != 1.0f);
   }
+  alignas(64) float ef[kElemChunk];
+  FOCAL_NATIVE_SIMD
+  for (std::int64_t j = 0; j < m; ++j) ef[j] = exp_neg_abs_f(z[c0 + j]);
   FOCAL_NATIVE_SIMD
   for (std::int64_t j = 0; j < m; ++j) {
-    const LossGradF e = sigmoid_hard_f<G, WantGrad>(z[c0 + j], yf[j] == 1.0f, wf);
+    const LossGradF e = sigmoid_hard_f_e<G, WantGrad>(z[c0 + j], ef[j], yf[j] == 1.0f, wf);
     lf[j] = e.loss;
     if constexpr (WantGrad) go[c0 + j] = e.dz;
   }
@@ -262,11 +300,13 @@ FOCAL_NATIVE_INLINE void double_chunk(const T* zz, const double* zb, const doubl
                                       std::int64_t c0, std::int64_t m, const SigmoidConsts& c,
                                       double gscale, const T* uu, T* go, double* lb,
                                       double* gb) noexcept {
+  ChunkSteps<P, G> st;
   if constexpr (Direct) {
+    st.run(zz + c0, m);
     // In place (grad_out == z) is fine: element j is read before it is written.
     FOCAL_NATIVE_SIMD
     for (std::int64_t j = 0; j < m; ++j) {
-      const LossGrad e = elementwise_eval<P, G, E>(zz[c0 + j], yb[j], c);
+      const LossGrad e = elementwise_eval<P, G, E>(zz[c0 + j], st.e[j], st.terms(j), yb[j], c);
       lb[j] = e.loss;
       if constexpr (WantGrad) {
         double g = e.dz * gscale;
@@ -276,9 +316,10 @@ FOCAL_NATIVE_INLINE void double_chunk(const T* zz, const double* zb, const doubl
     }
   } else {
     (void)zz, (void)gscale, (void)uu, (void)go, (void)c0;
+    st.run(zb, m);
     FOCAL_NATIVE_SIMD
     for (std::int64_t j = 0; j < m; ++j) {
-      const LossGrad e = elementwise_eval<P, G, E>(zb[j], yb[j], c);
+      const LossGrad e = elementwise_eval<P, G, E>(zb[j], st.e[j], st.terms(j), yb[j], c);
       lb[j] = e.loss;
       gb[j] = e.dz;
     }
@@ -362,18 +403,25 @@ Status sigmoid_elementwise(const T* z, const Y* y, std::int64_t n, const Sigmoid
           // The hard-label results in a float loop of their own (a float
           // function inside the double loop left it scalar: 32 ns/element),
           // then the soft ones in double, selected per element.
-          alignas(64) float zf[kElemChunk], hl[kElemChunk], hg[kElemChunk];
-          FOCAL_NATIVE_SIMD
-          for (std::int64_t j = 0; j < m; ++j) zf[j] = zz[c0 + j];
+          alignas(64) float zf[kElemChunk], ef[kElemChunk], hl[kElemChunk], hg[kElemChunk];
+          alignas(64) double eb[kElemChunk];
           FOCAL_NATIVE_SIMD
           for (std::int64_t j = 0; j < m; ++j) {
-            const LossGradF h = sigmoid_hard_f<G, true>(zf[j], yy[c0 + j] == Y(1), wf);
+            zf[j] = zz[c0 + j];
+            ef[j] = exp_neg_abs_f(zz[c0 + j]);
+          }
+          FOCAL_NATIVE_SIMD
+          for (std::int64_t j = 0; j < m; ++j) {
+            const LossGradF h = sigmoid_hard_f_e<G, true>(zf[j], ef[j], yy[c0 + j] == Y(1), wf);
             hl[j] = h.loss;
             hg[j] = h.dz;
           }
           FOCAL_NATIVE_SIMD
+          for (std::int64_t j = 0; j < m; ++j) eb[j] = exp_neg_abs<P>(zb[j]);
+          FOCAL_NATIVE_SIMD
           for (std::int64_t j = 0; j < m; ++j) {
-            const LossGrad sft = sigmoid_soft<P, G, true>(zb[j], yb[j], c);
+            const LossGrad sft =
+                sigmoid_soft_t<P, G, true>(zb[j], eb[j], unit_terms<P>(eb[j]), yb[j], c);
             const bool hard = yb[j] == 0.0 || yb[j] == 1.0;
             // Bitwise selects: a converted value in a select's arm keeps GCC
             // from vectorizing (see select_bits).
@@ -517,10 +565,13 @@ FOCAL_NATIVE_INLINE void label_chunk_f(const float* z, std::int64_t c0, std::int
                                        const float* yf, const float* kf, const WeightsF wf,
                                        double inv_norm, LaneSum& lanes, float* lo, float* go,
                                        float* lf) noexcept {
+  alignas(64) float ef[kElemChunk];
+  FOCAL_NATIVE_SIMD
+  for (std::int64_t j = 0; j < m; ++j) ef[j] = exp_neg_abs_f(z[c0 + j]);
   // In place (go == z) is fine: element j is read before it is written.
   FOCAL_NATIVE_SIMD
   for (std::int64_t j = 0; j < m; ++j) {
-    const LossGradF e = sigmoid_hard_f<G, WantGrad>(z[c0 + j], yf[j] != 0.0f, wf);
+    const LossGradF e = sigmoid_hard_f_e<G, WantGrad>(z[c0 + j], ef[j], yf[j] != 0.0f, wf);
     const bool keep = kf[j] != 0.0f;
     lf[j] = keep ? e.loss : 0.0f;
     if constexpr (WantGrad) go[c0 + j] = keep ? e.dz : 0.0f;
@@ -542,11 +593,13 @@ FOCAL_NATIVE_INLINE void label_chunk_d(const T* z, std::int64_t c0, std::int64_t
                                        const SigmoidConsts& c, double gscale, double inv_norm,
                                        LaneSum& lanes, T* lo, T* go, const T* up,
                                        double* lb) noexcept {
+  ChunkSteps<P, G> st;
+  st.run(z + c0, m);
   // In place (go == z) is fine: element j is read before it is written.
   FOCAL_NATIVE_SIMD
   for (std::int64_t j = 0; j < m; ++j) {
-    const LossGrad h = sigmoid_hard<P, G, WantGrad>(static_cast<double>(z[c0 + j]),
-                                                    yb[j] != 0.0, c);
+    const LossGrad h = sigmoid_hard_t<P, G, WantGrad>(static_cast<double>(z[c0 + j]), st.e[j],
+                                                      st.terms(j), yb[j] != 0.0, c);
     const bool ignored = kb[j] == 0.0;
     const double loss = select_bits(ignored, 0.0, h.loss);
     lb[j] = loss;

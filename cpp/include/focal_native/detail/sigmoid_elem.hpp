@@ -61,20 +61,50 @@ FOCAL_NATIVE_INLINE double pow_from_log(double w, double lw_hi, double lw_lo,
   }
 }
 
-// Hard label (pos: y == 1). Returns the loss; writes dFL/dz when WantGrad.
+// The first steps of every element, which the kernels may run as loops of
+// their own over a chunk: e = exp(-|z|), then 1/(1 + e) and log1p(e).
+//
+// One element's dependency chain (exp, then log1p and the reciprocal, then
+// the products; for general gamma a second exp after log q) is some hundred
+// cycles or more, too long for the out-of-order window to overlap enough
+// iterations of a single loop. Split into loops, each chain is shorter.
+// Measured, one core, 10M elements, ns/element, same bits:
+//   e first (every gamma): binary float32 gamma 2 forward 0.70 -> 0.52, fused
+//   0.83 -> 0.63; float64 1.62 -> 1.22 and 2.02 -> 1.45;
+//   unit_terms second (general gamma only; at gamma 2 the extra loop's
+//   stores cost more than it saves, float64 1.29 -> 1.56 forward): float64
+//   gamma 1.5 fused 3.04 -> 2.42.
+template <Prec P>
+FOCAL_NATIVE_INLINE double exp_neg_abs(double z) noexcept {
+  return exp_nonpos<P, Flush::bitwise>(-std::fabs(z));
+}
+
+// 1/(1 + e) and log1p(e) = lhi + llo, for e = exp_neg_abs(z) in [0, 1].
+struct UnitTerms {
+  double inv, lhi, llo;
+};
+
+template <Prec P>
+FOCAL_NATIVE_INLINE UnitTerms unit_terms(double e) noexcept {
+  const double u = 1.0 + e;
+  UnitTerms t;
+  t.inv = recip_1to2<P>(u);
+  log1p_unit<P>(e, u, t.inv, t.lhi, t.llo);
+  return t;
+}
+
+// Hard label (pos: y == 1), e = exp_neg_abs(z), t = unit_terms(e). Returns
+// the loss; writes dFL/dz when WantGrad.
 //   e = exp(-|z|), l = log1p(e), -log p = max(-z_t, 0) + l,
 //   log q = -(max(z_t, 0) + l), FL = alpha_t q^g (-log p),
 //   dFL/dz = -s alpha_t q^g (g p (-log p) + q).
 template <Prec P, GammaKind G, bool WantGrad>
-FOCAL_NATIVE_INLINE LossGrad sigmoid_hard(double z, bool pos, const SigmoidConsts& c) noexcept {
+FOCAL_NATIVE_INLINE LossGrad sigmoid_hard_t(double z, double e, UnitTerms t, bool pos,
+                                            const SigmoidConsts& c) noexcept {
   // Selects are bitwise (select_bits): with plain conditionals GCC evaluates
   // both arms of a product under masks and merges them, at twice the cost.
   const double zt = select_bits(pos, z, -z);
-  const double e = exp_nonpos<P, Flush::bitwise>(-std::fabs(z));
-  const double u = 1.0 + e;
-  const double inv = recip_1to2<P>(u);
-  double lhi, llo;
-  log1p_unit<P>(e, u, inv, lhi, llo);
+  const double inv = t.inv, lhi = t.lhi, llo = t.llo;
   const bool zt_nonneg = zt >= 0.0;
   const double big = inv, small = e * inv;  // sigma(|z|), sigma(-|z|)
   const double p = select_bits(zt_nonneg, big, small);
@@ -110,16 +140,14 @@ FOCAL_NATIVE_INLINE LossGrad sigmoid_hard(double z, bool pos, const SigmoidConst
   return {select_bits(zero_w && ce == ce, 0.0, at * (qg * ce)), dz};
 }
 
-// Soft target y in (0, 1) (torchvision / Keras semantics).
+// Soft target y in (0, 1) (torchvision / Keras semantics), e = exp_neg_abs(z),
+// t = unit_terms(e).
 //   ce = max(z, 0) - y z + l, u = p (1 - y) + q y, alpha_t = a y + (1 - a)(1 - y),
 //   FL = alpha_t u^g ce, dFL/dz = alpha_t u^g (g p q (1 - 2y) ce / u + (p - y)).
 template <Prec P, GammaKind G, bool WantGrad>
-FOCAL_NATIVE_INLINE LossGrad sigmoid_soft(double z, double y, const SigmoidConsts& c) noexcept {
-  const double e = exp_nonpos<P, Flush::bitwise>(-std::fabs(z));
-  const double u = 1.0 + e;
-  const double inv = recip_1to2<P>(u);
-  double lhi, llo;
-  log1p_unit<P>(e, u, inv, lhi, llo);
+FOCAL_NATIVE_INLINE LossGrad sigmoid_soft_t(double z, double e, UnitTerms t, double y,
+                                            const SigmoidConsts& c) noexcept {
+  const double inv = t.inv, lhi = t.lhi;
   const bool z_nonneg = z >= 0.0;
   const double p = select_bits(z_nonneg, inv, e * inv);
   const double q = select_bits(z_nonneg, e * inv, inv);
@@ -137,7 +165,7 @@ FOCAL_NATIVE_INLINE LossGrad sigmoid_soft(double z, double y, const SigmoidConst
   // alpha_t, selected (not computed) for y = 0 and y = 1: the only targets
   // for which it can be subnormal (a subnormal alpha with y = 1), and an
   // arithmetic result would be flushed to 0. The loss is then formed as in
-  // sigmoid_hard.
+  // sigmoid_hard_t.
   const double at = select_bits(omy == 0.0, c.alpha_pos,
                                 select_bits(y == 0.0, c.alpha_neg,
                                             mul_add(c.alpha_pos, y, c.alpha_neg * omy)));

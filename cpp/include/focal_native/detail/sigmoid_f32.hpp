@@ -125,13 +125,16 @@ inline WeightsF weights_f(double alpha_pos, double alpha_neg, double gscale) noe
           static_cast<float>(-alpha_pos * gscale), static_cast<float>(alpha_neg * gscale)};
 }
 
-// Hard label (pos: y == 1), G = zero or square; the formulas of sigmoid_hard.
-// dz is the scaled derivative (see WeightsF).
+// e = exp(-|z|), the first step of every element: computed by a loop of its
+// own (see sigmoid_hard_e in sigmoid_elem.hpp).
+FOCAL_NATIVE_INLINE float exp_neg_abs_f(float z) noexcept { return exp_nonpos_f(-std::fabs(z)); }
+
+// Hard label (pos: y == 1), G = zero or square, e = exp_neg_abs_f(z); the
+// formulas of sigmoid_hard_e. dz is the scaled derivative (see WeightsF).
 template <GammaKind G, bool WantGrad>
-FOCAL_NATIVE_INLINE LossGradF sigmoid_hard_f(float z, bool pos, WeightsF wt) noexcept {
+FOCAL_NATIVE_INLINE LossGradF sigmoid_hard_f_e(float z, float e, bool pos, WeightsF wt) noexcept {
   static_assert(G != GammaKind::general, "the float path evaluates q^gamma as 1 or q*q only");
   const float zt = pos ? z : -z;
-  const float e = exp_nonpos_f(-std::fabs(z));
   const float u = 1.0f + e;
   const float inv0 = 1.0f / u;
   // u = fl(1 + e) lost c = (1 + e) - u (exact: Fast2Sum); 1/(u + c) ~ inv0 - c inv0^2.
