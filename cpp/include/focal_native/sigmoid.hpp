@@ -636,7 +636,7 @@ FOCAL_NATIVE_INLINE void label_chunk(const T* z, std::int64_t c0, std::int64_t m
 // Class-index targets: element (o, k, i) is positive iff labels[o*inner + i] == k;
 // label == classes means background, label == ignore_index ignores the position.
 // gscale: the gradient's scale (see sigmoid_labels). Fast: the float path
-// (sigmoid_hard_f, whose derivative comes scaled through WeightsF).
+// (sigmoid_hard_f_e, whose derivative comes scaled through WeightsF).
 template <class T, class L, GammaKind G, bool StoreLoss, bool WantGrad, bool Up, bool Fast>
 Status sigmoid_labels_impl(const T* z_in, const L* lab_in, ClassLayout lay,
                            const SigmoidOptions& o, double gscale, T* loss_in, T* grad_in,

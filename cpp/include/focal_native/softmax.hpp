@@ -1149,9 +1149,13 @@ struct DenseKernel {
   // pow and the products) is too long for the out-of-order window to
   // overlap enough iterations of one loop (as in the binary kernels, see
   // exp_neg_abs). Measured, one core, 250000 x 80 dense targets, ns/element,
-  // forward / fused, same bits: float32 2.68 / 3.71 -> 2.44 / 3.34 (p
-  // only; the log1p loop gained nothing there), float64 6.20 / 10.2 -> 4.46
-  // / 6.85; label smoothing float32 2.10 / 3.26 -> 1.95 / 2.83.
+  // forward / fused, same bits: float32 2.64 / 3.64 -> 2.40 / 3.28 (p
+  // only; the log1p loop gained nothing there), float64 5.93 / 9.66 -> 4.34
+  // / 6.47; label smoothing float32 2.04 / 3.14 -> 1.91 / 2.78.
+  // Rows of more than kDenseChunk classes add their per-class terms chunk
+  // by chunk (each chunk's vector reduction, then into the row's sum): a
+  // different grouping than one reduction over the row, so their last bits
+  // differ from the single-loop code of before.
   static constexpr bool kLogStep = P == Prec::full;
   struct Steps {
     alignas(64) double p[kDenseChunk];

@@ -68,12 +68,12 @@ FOCAL_NATIVE_INLINE double pow_from_log(double w, double lw_hi, double lw_lo,
 // the products; for general gamma a second exp after log q) is some hundred
 // cycles or more, too long for the out-of-order window to overlap enough
 // iterations of a single loop. Split into loops, each chain is shorter.
-// Measured, one core, 10M elements, ns/element, same bits:
-//   e first (every gamma): binary float32 gamma 2 forward 0.70 -> 0.52, fused
-//   0.83 -> 0.63; float64 1.62 -> 1.22 and 2.02 -> 1.45;
+// Measured, one core, 10M elements, ns/element, forward / fused, same bits:
+//   e first (every gamma): binary float32 gamma 2 0.70 / 0.83 -> 0.52 /
+//   0.63; float64 1.62 / 2.02 -> 1.22 / 1.45;
 //   unit_terms second (general gamma only; at gamma 2 the extra loop's
-//   stores cost more than it saves, float64 1.29 -> 1.56 forward): float64
-//   gamma 1.5 fused 3.04 -> 2.42.
+//   stores cost more than it saves, float64 forward 1.29 -> 1.56): float64
+//   gamma 1.5 3.26 / 3.44 -> 2.19 / 2.27 (both steps).
 template <Prec P>
 FOCAL_NATIVE_INLINE double exp_neg_abs(double z) noexcept {
   return exp_nonpos<P, Flush::bitwise>(-std::fabs(z));

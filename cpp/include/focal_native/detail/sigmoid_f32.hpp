@@ -126,11 +126,11 @@ inline WeightsF weights_f(double alpha_pos, double alpha_neg, double gscale) noe
 }
 
 // e = exp(-|z|), the first step of every element: computed by a loop of its
-// own (see sigmoid_hard_e in sigmoid_elem.hpp).
+// own (see exp_neg_abs in sigmoid_elem.hpp).
 FOCAL_NATIVE_INLINE float exp_neg_abs_f(float z) noexcept { return exp_nonpos_f(-std::fabs(z)); }
 
 // Hard label (pos: y == 1), G = zero or square, e = exp_neg_abs_f(z); the
-// formulas of sigmoid_hard_e. dz is the scaled derivative (see WeightsF).
+// formulas of sigmoid_hard_t. dz is the scaled derivative (see WeightsF).
 template <GammaKind G, bool WantGrad>
 FOCAL_NATIVE_INLINE LossGradF sigmoid_hard_f_e(float z, float e, bool pos, WeightsF wt) noexcept {
   static_assert(G != GammaKind::general, "the float path evaluates q^gamma as 1 or q*q only");
