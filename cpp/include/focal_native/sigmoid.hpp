@@ -14,6 +14,10 @@
 #include <limits>
 #include <type_traits>
 
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
 #include "common.hpp"
 #include "detail/config.hpp"
 #include "detail/fpenv.hpp"
@@ -190,10 +194,26 @@ inline bool use_float_path(const SigmoidConsts& c, double inv_norm, double gscal
 }
 
 // Adds float per-element values to a LaneSum in the same fixed order.
+// AVX-512: the eight lanes are one register, each step one widening of eight
+// floats and one addition. (GCC 12 split the portable loop into two halves
+// of four lanes: about ten instructions per eight values instead of two.)
+// Same sums, same bits. Measured, one core, 10M float32 hard labels, gamma 2,
+// ns/element forward / fused: 0.503 / 0.586 -> 0.483 / 0.561; class indices
+// 125000 x 80: 0.549 / 0.643 -> 0.506 / 0.608.
 FOCAL_NATIVE_INLINE void lane_add_f(LaneSum& s, const float* v, std::int64_t m) noexcept {
   std::int64_t j = 0;
+#if defined(__AVX512F__)
+  // (maskz with a full mask: GCC 12's _mm512_cvtps_pd starts from an
+  // undefined register and trips -Wmaybe-uninitialized.)
+  constexpr __mmask8 all = 0xFF;
+  __m512d acc = _mm512_loadu_pd(s.lane);
+  for (; j + 8 <= m; j += 8)
+    acc = _mm512_add_pd(acc, _mm512_maskz_cvtps_pd(all, _mm256_loadu_ps(v + j)));
+  _mm512_storeu_pd(s.lane, acc);
+#else
   for (; j + 8 <= m; j += 8)
     for (int l = 0; l < 8; ++l) s.lane[l] += static_cast<double>(v[j + l]);
+#endif
   for (int l = 0; j < m; ++j, ++l) s.lane[l] += static_cast<double>(v[j]);
 }
 
@@ -274,8 +294,7 @@ FOCAL_NATIVE_INLINE std::int32_t hard_chunk_f(const float* z, const Y* y, std::i
     bad |= (v != 0.0f && v != 1.0f);
   }
   alignas(64) float ef[kElemChunk];
-  FOCAL_NATIVE_SIMD
-  for (std::int64_t j = 0; j < m; ++j) ef[j] = exp_neg_abs_f(z[c0 + j]);
+  exp_neg_abs_f_chunk(z + c0, m, ef);
   FOCAL_NATIVE_SIMD
   for (std::int64_t j = 0; j < m; ++j) {
     const LossGradF e = sigmoid_hard_f_e<G, WantGrad>(z[c0 + j], ef[j], yf[j] == 1.0f, wf);
@@ -403,25 +422,19 @@ Status sigmoid_elementwise(const T* z, const Y* y, std::int64_t n, const Sigmoid
           // The hard-label results in a float loop of their own (a float
           // function inside the double loop left it scalar: 32 ns/element),
           // then the soft ones in double, selected per element.
-          alignas(64) float zf[kElemChunk], ef[kElemChunk], hl[kElemChunk], hg[kElemChunk];
-          alignas(64) double eb[kElemChunk];
+          alignas(64) float ef[kElemChunk], hl[kElemChunk], hg[kElemChunk];
+          exp_neg_abs_f_chunk(zz + c0, m, ef);
           FOCAL_NATIVE_SIMD
           for (std::int64_t j = 0; j < m; ++j) {
-            zf[j] = zz[c0 + j];
-            ef[j] = exp_neg_abs_f(zz[c0 + j]);
-          }
-          FOCAL_NATIVE_SIMD
-          for (std::int64_t j = 0; j < m; ++j) {
-            const LossGradF h = sigmoid_hard_f_e<G, true>(zf[j], ef[j], yy[c0 + j] == Y(1), wf);
+            const LossGradF h = sigmoid_hard_f_e<G, true>(zz[c0 + j], ef[j], yy[c0 + j] == Y(1), wf);
             hl[j] = h.loss;
             hg[j] = h.dz;
           }
-          FOCAL_NATIVE_SIMD
-          for (std::int64_t j = 0; j < m; ++j) eb[j] = exp_neg_abs<P>(zb[j]);
+          ChunkSteps<P, G> st;  // (the fast path's gamma: 0 or 2)
+          st.run(zb, m);
           FOCAL_NATIVE_SIMD
           for (std::int64_t j = 0; j < m; ++j) {
-            const LossGrad sft =
-                sigmoid_soft_t<P, G, true>(zb[j], eb[j], unit_terms<P>(eb[j]), yb[j], c);
+            const LossGrad sft = sigmoid_soft_t<P, G, true>(zb[j], st.e[j], st.terms(j), yb[j], c);
             const bool hard = yb[j] == 0.0 || yb[j] == 1.0;
             // Bitwise selects: a converted value in a select's arm keeps GCC
             // from vectorizing (see select_bits).
@@ -566,8 +579,7 @@ FOCAL_NATIVE_INLINE void label_chunk_f(const float* z, std::int64_t c0, std::int
                                        double inv_norm, LaneSum& lanes, float* lo, float* go,
                                        float* lf) noexcept {
   alignas(64) float ef[kElemChunk];
-  FOCAL_NATIVE_SIMD
-  for (std::int64_t j = 0; j < m; ++j) ef[j] = exp_neg_abs_f(z[c0 + j]);
+  exp_neg_abs_f_chunk(z + c0, m, ef);
   // In place (go == z) is fine: element j is read before it is written.
   FOCAL_NATIVE_SIMD
   for (std::int64_t j = 0; j < m; ++j) {

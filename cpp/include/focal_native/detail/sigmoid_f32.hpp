@@ -129,6 +129,13 @@ inline WeightsF weights_f(double alpha_pos, double alpha_neg, double gscale) noe
 // own (see exp_neg_abs in sigmoid_elem.hpp).
 FOCAL_NATIVE_INLINE float exp_neg_abs_f(float z) noexcept { return exp_nonpos_f(-std::fabs(z)); }
 
+// ef[j] = exp_neg_abs_f(z[j]) for a chunk of m elements: the loop of its own
+// that every float-path chunk starts with.
+FOCAL_NATIVE_INLINE void exp_neg_abs_f_chunk(const float* z, std::int64_t m, float* ef) noexcept {
+  FOCAL_NATIVE_SIMD
+  for (std::int64_t j = 0; j < m; ++j) ef[j] = exp_neg_abs_f(z[j]);
+}
+
 // Hard label (pos: y == 1), G = zero or square, e = exp_neg_abs_f(z); the
 // formulas of sigmoid_hard_t. dz is the scaled derivative (see WeightsF).
 template <GammaKind G, bool WantGrad>
