@@ -667,6 +667,38 @@ def test_long_rows_paired_equal_single(isa, classes):
     assert np.isnan(loss[5]) and np.isfinite(np.delete(loss, 5)).all()
 
 
+@pytest.mark.parametrize("classes", [32, 33, 80, 257, 300], ids=lambda c: f"C={c}")
+def test_float64_loss_only_rows_paired_equal_single(isa, classes):
+    """Float64 rows of loss-only calls go two at a time where neither needs
+    the scaled sum; a one-row call, and every gradient call, takes the
+    single-row path. Every row's loss must be the same bits either way:
+    next to a row that needs the scaled sum, a NaN row, a row with an
+    infinite logit, an ignored label, and an odd row count."""
+    rng = rng_for("f64-rows-pairs", classes)
+    n = 11
+    z = make_logits(rng, (n, classes), F64)
+    lab = make_labels(rng, (n,), classes, np.int64, ignore=-100)
+    lab[2] = 1
+    z[2] = -700.0  # pair (2, 3): row 2 won by 700 takes the scaled sum
+    z[2, 1] = 0.0
+    z[5, classes // 2] = np.nan  # pair (4, 5): a NaN
+    lab[5] = classes - 1
+    z[6, 0] = np.inf  # pair (6, 7): an infinite logit, and an ignored label
+    lab[6] = 0
+    lab[7] = -100
+    for kw in (dict(gamma=2.0), dict(gamma=0.5, alpha=np.linspace(0.1, 1, classes))):
+        loss = fn.softmax_focal_loss(z, lab, reduction="none", **kw)
+        loss_g, _ = fn.softmax_focal_loss_with_grad(z, lab, reduction="none", **kw)
+        ft.assert_bitwise_equal(loss, loss_g)
+        for i in range(n):
+            li = fn.softmax_focal_loss(z[i : i + 1], lab[i : i + 1], reduction="none", **kw)
+            ft.assert_bitwise_equal(li, loss[i : i + 1], err_msg=f"row {i}")
+        assert np.isnan(loss[5]) and loss[7] == 0.0
+        assert np.isfinite(np.delete(loss, 5)).all()
+        rows = [0, 1, 2, 3, 4, 8, 9, 10]
+        compare_all(z[rows], lab[rows], isas=[isa], reduction="none", **kw)
+
+
 # --------------------------------------------------------------------------
 # Large, threaded inputs against the NumPy implementation
 # --------------------------------------------------------------------------

@@ -384,6 +384,33 @@ FOCAL_NATIVE_INLINE double sum_exp_except(const T* row, std::int64_t stride, std
   }
 }
 
+// sum_exp_except<Prec::full> for two float64 rows of C classes (stride 1,
+// no parking), in the same order of summation as each row alone: the rows
+// share the exponential loop, and their compensated sums and final totals
+// are two independent chains instead of one. (For loss-only calls: with
+// parking it measured no gain.)
+FOCAL_NATIVE_INLINE void sum_exp_except_d2(const double* r0, const double* r1, std::int64_t C,
+                                           double m0, double m1, std::int64_t skip0,
+                                           std::int64_t skip1, double& s0, double& s1) noexcept {
+  CompensatedSum cs0, cs1;
+  alignas(64) double e0[kSumChunk], e1[kSumChunk];
+  for (std::int64_t k0 = 0; k0 < C; k0 += kSumChunk) {
+    const std::int64_t mk = C - k0 < kSumChunk ? C - k0 : kSumChunk;
+    FOCAL_NATIVE_SIMD
+    for (std::int64_t j = 0; j < mk; ++j) {
+      const double a = exp_shifted<Prec::full, true>(r0[k0 + j], m0);
+      const double b = exp_shifted<Prec::full, true>(r1[k0 + j], m1);
+      e0[j] = loop_select(k0 + j == skip0, 0.0, a);
+      e1[j] = loop_select(k0 + j == skip1, 0.0, b);
+    }
+    for (std::int64_t j = mk; j % 8 != 0; ++j) e0[j] = e1[j] = 0.0;
+    cs0.add_padded(e0, mk);
+    cs1.add_padded(e1, mk);
+  }
+  s0 = cs0.total();
+  s1 = cs1.total();
+}
+
 // x 2^-k for k >= 0, in exact steps while x stays normal.
 FOCAL_NATIVE_INLINE double scale_down_pow2(double x, int k) noexcept {
   for (; k > 1000; k -= 1000) x *= 0x1p-1000;
@@ -587,7 +614,8 @@ struct IndexKernel {
   // Rows mode: vectorized over the classes of a row. Float32 rows go two at
   // a time where they can: the two rows' maximum passes share one loop and
   // their sums another (sum_exp_except_f2), so each loop carries two
-  // independent chains of dependent operations, not one.
+  // independent chains of dependent operations, not one. So do float64 rows
+  // of loss-only calls (sum_exp_except_d2).
   // Streaming (data from memory): the row kRowAheadBytes on (at least 2
   // rows) is fetched while this one computes, in this tile or the next ones
   // up to pf.rows_after positions past it. Measured, one core, float32
@@ -638,6 +666,35 @@ struct IndexKernel {
           row_sums<Park>(z, go, g, C, tl, t, a);
           row_sums<Park>(z, go, g, C, tl, t + 1, b);
         }
+      }
+    }
+    if constexpr (std::is_same_v<T, double> && !Park) {
+      // Float64 rows, loss only: two at a time where neither needs the
+      // scaled sum (sum_exp_except_d2; the same values as row_sums).
+      // Measured, one core, 250000 x 80, forward: 20.3-20.8 -> 18.9 ms;
+      // two cores 9.9 -> 9.3 ms.
+      for (; t + 1 < g.n; t += 2) {
+        const double* r0 = z + g.at(t, 0);
+        const double* r1 = z + g.at(t + 1, 0);
+        if (t + ahead + 1 < limit)
+          TilePrefetch::lines<false>(reinterpret_cast<const char*>(z + g.at(t + ahead, 0)),
+                                     2 * row_bytes);
+        const std::int64_t c0 = tl.c[t], c1 = tl.c[t + 1];
+        const RowStats a = row_stats(r0, C, c0), b = row_stats(r1, C, c1);
+        const double z0 = c0 >= 0 ? r0[c0] : 0.0, z1 = c1 >= 0 ? r1[c1] : 0.0;
+        const double m0 = a.nan ? std::numeric_limits<double>::quiet_NaN() : a.mt;
+        const double m1 = b.nan ? std::numeric_limits<double>::quiet_NaN() : b.mt;
+        if ((c0 >= 0 && needs_scaled_sum(z0, m0, a.lt)) ||
+            (c1 >= 0 && needs_scaled_sum(z1, m1, b.lt))) {
+          row_sums<Park>(z, go, g, C, tl, t, a);
+          row_sums<Park>(z, go, g, C, tl, t + 1, b);
+          continue;
+        }
+        tl.zc[t] = z0;
+        tl.zc[t + 1] = z1;
+        tl.m[t] = m0;
+        tl.m[t + 1] = m1;
+        sum_exp_except_d2(r0, r1, C, m0, m1, c0, c1, tl.s[t], tl.s[t + 1]);
       }
     }
     for (; t < g.n; ++t) {
