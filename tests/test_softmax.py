@@ -670,10 +670,12 @@ def test_long_rows_paired_equal_single(isa, classes):
 @pytest.mark.parametrize("classes", [32, 33, 80, 257, 300], ids=lambda c: f"C={c}")
 def test_float64_loss_only_rows_paired_equal_single(isa, classes):
     """Float64 rows of loss-only calls go two at a time where neither needs
-    the scaled sum; a one-row call, and every gradient call, takes the
-    single-row path. Every row's loss must be the same bits either way:
-    next to a row that needs the scaled sum, a NaN row, a row with an
-    infinite logit, an ignored label, and an odd row count."""
+    the scaled sum; a one-row call, and a gradient call that parks its
+    exponentials, takes the single-row path. Every row's loss must be the
+    same bits either way: next to a row that needs the scaled sum (at
+    gamma = 0 its loss, ~C e^-700, depends on a term e^-709 below DBL_MIN
+    that only the scaled sum keeps), a NaN row, a row with an infinite
+    logit, an ignored label, and an odd row count."""
     rng = rng_for("f64-rows-pairs", classes)
     n = 11
     z = make_logits(rng, (n, classes), F64)
@@ -681,12 +683,17 @@ def test_float64_loss_only_rows_paired_equal_single(isa, classes):
     lab[2] = 1
     z[2] = -700.0  # pair (2, 3): row 2 won by 700 takes the scaled sum
     z[2, 1] = 0.0
+    z[2, 2] = -709.0
     z[5, classes // 2] = np.nan  # pair (4, 5): a NaN
     lab[5] = classes - 1
     z[6, 0] = np.inf  # pair (6, 7): an infinite logit, and an ignored label
     lab[6] = 0
     lab[7] = -100
-    for kw in (dict(gamma=2.0), dict(gamma=0.5, alpha=np.linspace(0.1, 1, classes))):
+    for kw in (
+        dict(gamma=2.0),
+        dict(gamma=0.0),
+        dict(gamma=0.5, alpha=np.linspace(0.1, 1, classes)),
+    ):
         loss = fn.softmax_focal_loss(z, lab, reduction="none", **kw)
         loss_g, _ = fn.softmax_focal_loss_with_grad(z, lab, reduction="none", **kw)
         ft.assert_bitwise_equal(loss, loss_g)
@@ -694,6 +701,8 @@ def test_float64_loss_only_rows_paired_equal_single(isa, classes):
             li = fn.softmax_focal_loss(z[i : i + 1], lab[i : i + 1], reduction="none", **kw)
             ft.assert_bitwise_equal(li, loss[i : i + 1], err_msg=f"row {i}")
         assert np.isnan(loss[5]) and loss[7] == 0.0
+        if kw["gamma"] == 0.0:
+            assert loss[2] > 0.0
         assert np.isfinite(np.delete(loss, 5)).all()
         rows = [0, 1, 2, 3, 4, 8, 9, 10]
         compare_all(z[rows], lab[rows], isas=[isa], reduction="none", **kw)
