@@ -1519,3 +1519,22 @@ def test_gradient_scales_beyond_the_double_range(dtype, layout, classes, kind):
         )
         want = round_overflow(want, dtype) if dtype == F32 else want
         ft.assert_close(g, want, scale=sc if kind != "index" else None, err_msg=red)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DT_IDS)
+def test_sparse_dense_rows_across_chunks(dtype):
+    """Rows longer than the sparse-row scan's chunk (2**16 classes): nonzero
+    targets found in either chunk or both, and a third nonzero seen only in
+    the second chunk (the full loops), against the oracle under every ISA."""
+    classes = (1 << 16) + 37
+    rng = rng_for("sparse-chunks", dtype, classes)
+    z = make_logits(rng, (6, classes), dtype)
+    y = np.zeros_like(z)
+    y[0, 65540] = 1.0  # one, in the second chunk only
+    y[1, [3, 65550]] = [0.75, 0.25]  # two, one in each chunk
+    y[2, [1, 2, 65560]] = [0.5, 0.25, 0.25]  # the third in the second chunk
+    y[3, [10, 65537, classes - 1]] = [0.25, 0.25, 0.5]
+    y[4, [65536, classes - 1]] = 0.5  # two, both in the second chunk
+    # row 5: no nonzero target
+    for gamma in (2.0, 0.5):
+        compare_all(z, y, reduction="none", err_kind="sparse-chunks", gamma=gamma)

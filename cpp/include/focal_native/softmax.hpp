@@ -1493,21 +1493,35 @@ struct DenseKernel {
   // lo and hi are set to the first and last nonzero class (-1 each when
   // none; lo == hi for one).
   // (A NaN target counts as nonzero; such a call fails anyway.)
-  // (Counted in doubles: 64-bit lanes throughout, so the loop vectorizes.)
+  // In chunks of up to 2^16 classes, stopping once a third nonzero is seen,
+  // with 32-bit counts and indices (16 lanes for float32 targets). Measured,
+  // one core, 4096 x 80 float32 dense (not sparse) targets in cache,
+  // ns/element: forward 2.04 -> 1.73, fused 2.95 -> 2.63 (the 64-bit form
+  // of before took 12 % of the forward time).
   static FOCAL_NATIVE_INLINE bool sparse_row(const Y* yrow, std::int64_t C, std::int64_t& lo,
                                              std::int64_t& hi) noexcept {
-    double nnz = 0.0, l = static_cast<double>(C), h = -1.0;
-    FOCAL_NATIVE_PRAGMA(omp simd reduction(+ : nnz) reduction(min : l) reduction(max : h))
-    for (std::int64_t k = 0; k < C; ++k) {
-      const bool nz = static_cast<double>(yrow[k]) != 0.0;
-      const auto kd = static_cast<double>(k);
-      nnz += loop_select(nz, 1.0, 0.0);
-      l = loop_select(nz & (kd < l), kd, l);
-      h = loop_select(nz & (kd > h), kd, h);
+    constexpr std::int64_t kChunk = std::int64_t{1} << 16;
+    std::int64_t nnz = 0, l = -1, h = -1;
+    for (std::int64_t k0 = 0; k0 < C; k0 += kChunk) {
+      const Y* const yc = yrow + k0;
+      const auto n = static_cast<std::int32_t>(C - k0 < kChunk ? C - k0 : kChunk);
+      std::int32_t cnt = 0, cl = n, ch = -1;
+      FOCAL_NATIVE_PRAGMA(omp simd reduction(+ : cnt) reduction(min : cl) reduction(max : ch))
+      for (std::int32_t j = 0; j < n; ++j) {
+        const bool nz = yc[j] != Y(0);
+        cnt += nz ? 1 : 0;
+        cl = nz & (j < cl) ? j : cl;
+        ch = nz & (j > ch) ? j : ch;
+      }
+      nnz += cnt;
+      if (nnz > 2) return false;  // lo and hi untouched
+      if (cnt > 0) {
+        if (l < 0) l = k0 + cl;
+        h = k0 + ch;
+      }
     }
-    if (!(nnz <= 2.0)) return false;  // lo and hi untouched
-    lo = nnz > 0.0 ? static_cast<std::int64_t>(l) : -1;
-    hi = nnz > 0.0 ? static_cast<std::int64_t>(h) : -1;
+    lo = l;
+    hi = h;
     return true;
   }
 
@@ -1534,6 +1548,10 @@ struct DenseKernel {
     }
     // Pass 3: the loss, T_rest = sum of y_k F_k over the classes other than
     // the arg-max, then the arg-max's terms and T = T_rest + its y F.
+    // (Loss-only calls leave T_rest at 0: the loss does not depend on it,
+    // and its F costs a division per class. Measured, one core, 4096 x 80
+    // float32 in cache, forward, ns/element: dense targets 2.18 -> 2.03,
+    // label smoothing 1.79 -> 1.66; 250000 x 80 float64 dense 4.26 -> 4.07.)
     // Pass 4 (gradient): the per-class terms again (the gradient may
     // overwrite the logits in place, so nothing is parked in the output);
     // each loop reads z[j] before writing go[j] at the same index only.
@@ -1565,7 +1583,7 @@ struct DenseKernel {
                                                 log_prob<true>(zk, m, log_s), gamma,
                                                 static_cast<double>(y[g.at(t, k)]));
               loss += ft.loss;
-              trest += ft.f;
+              if constexpr (WantGrad) trest += ft.f;
             }
             tl.loss[t] = argmax_terms(z, y, g, sc, labels, tl, t, loss, trest);
             continue;
@@ -1582,7 +1600,7 @@ struct DenseKernel {
                                               log_prob<true>(static_cast<double>(rk[j]), m, log_s),
                                               gamma, target(y, g, sc, tl, t, k, label));
             loss += loop_select(k == am, 0.0, ft.loss);
-            trest += loop_select(k == am, 0.0, ft.f);
+            if constexpr (WantGrad) trest += loop_select(k == am, 0.0, ft.f);
           }
         }
         tl.loss[t] = argmax_terms(z, y, g, sc, labels, tl, t, loss, trest);
@@ -1660,7 +1678,7 @@ struct DenseKernel {
                                             log_prob<true>(zk, tl.m[t], tl.f[t]), gamma, yk);
           const bool is_am = static_cast<double>(k) == tl.a[t];
           tl.loss[t] += loop_select(is_am, 0.0, ft.loss);
-          tl.q[t] += loop_select(is_am, 0.0, ft.f);
+          if constexpr (WantGrad) tl.q[t] += loop_select(is_am, 0.0, ft.f);
         }
       }
       for (std::int64_t t = 0; t < n; ++t)
