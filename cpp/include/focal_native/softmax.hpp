@@ -1235,8 +1235,23 @@ struct DenseKernel {
     alignas(64) double lq[kLogStep ? kDenseChunk : 1];
 
     // Classes [0, n) of a row: z[j] with row maximum m and 1/S inv_s.
-    FOCAL_NATIVE_INLINE void run_row(const T* z, std::int64_t n, double m, double inv_s) noexcept {
+    // fexp (float32 data, rows that float_exp_ok admits): the exponentials
+    // in float, as the row's sum took them (see DenseKernel::sums).
+    FOCAL_NATIVE_INLINE void run_row(const T* z, std::int64_t n, double m, double inv_s,
+                                     bool fexp) noexcept {
       double* const pb = p;
+      if constexpr (std::is_same_v<T, float>) {
+        if (fexp) {
+          const float mf = static_cast<float>(m);  // the maximum of float data
+          FOCAL_NATIVE_SIMD
+          for (std::int64_t j = 0; j < n; ++j)
+            pb[j] = static_cast<double>(exp_diff_f(z[j], mf)) * inv_s;
+          log_step(n);
+          return;
+        }
+      } else {
+        (void)fexp;
+      }
       FOCAL_NATIVE_SIMD
       for (std::int64_t j = 0; j < n; ++j) pb[j] = prob<true>(static_cast<double>(z[j]), m, inv_s);
       log_step(n);
@@ -1296,12 +1311,14 @@ struct DenseKernel {
       // counts in doubles: 64-bit lanes throughout, so the loops vectorize.)
       const T* row = z + g.at(t, 0);
       double m = -std::numeric_limits<double>::infinity();
+      double lo = std::numeric_limits<double>::infinity();  // float32 data: the minimum
       std::int64_t nan = 0;
-      FOCAL_NATIVE_PRAGMA(omp simd reduction(max : m) reduction(| : nan))
+      FOCAL_NATIVE_PRAGMA(omp simd reduction(max : m) reduction(min : lo) reduction(| : nan))
       for (std::int64_t k = 0; k < C; ++k) {
         const double v = static_cast<double>(row[k]);
         nan |= v != v;
         m = v > m ? v : m;
+        if constexpr (std::is_same_v<T, float>) lo = v < lo ? v : lo;
       }
       const auto cd = static_cast<double>(C);
       double amd = cd, ties = 0.0, below = -std::numeric_limits<double>::infinity();
@@ -1319,6 +1336,7 @@ struct DenseKernel {
       tl.m[t] = nan != 0 ? std::numeric_limits<double>::quiet_NaN() : m;
       tl.a[t] = static_cast<double>(am);
       tl.sc[t] = m2;  // (the compensation slot is unused by dense rows)
+      tl.zc[t] = lo;  // (unused by dense rows otherwise)
     }
     for (std::int64_t t = 0; t < g.n; ++t) {
       const T* row = z + g.at(t, 0);
@@ -1327,6 +1345,8 @@ struct DenseKernel {
       // written to the gradient before pass 4, so the row is intact anyway.)
       if (P == Prec::full && needs_scaled_sum(tl.m[t], tl.m[t], tl.sc[t]))
         tl.s[t] = sum_exp_scaled(row, g.kstride, C, tl.m[t], tl.sc[t], am);
+      else if (float_exp_ok<T>(tl.m[t], tl.zc[t]))
+        tl.s[t] = sum_exp_except<P, false, std::is_same_v<T, float>>(row, 1, C, tl.m[t], am);
       else
         tl.s[t] = sum_exp_except<P>(row, g.kstride, C, tl.m[t], am);
     }
@@ -1592,7 +1612,7 @@ struct DenseKernel {
         for (std::int64_t k0 = 0; k0 < C; k0 += kDenseChunk) {
           const std::int64_t kn = C - k0 < kDenseChunk ? C - k0 : kDenseChunk;
           const T* const rk = row + k0;
-          st.run_row(rk, kn, m, inv_s);
+          st.run_row(rk, kn, m, inv_s, float_exp_ok<T>(m, tl.zc[t]));
           FOCAL_NATIVE_PRAGMA(omp simd reduction(+ : loss, trest))
           for (std::int64_t j = 0; j < kn; ++j) {
             const std::int64_t k = k0 + j;
@@ -1645,7 +1665,7 @@ struct DenseKernel {
             const std::int64_t kn = C - k0 < kDenseChunk ? C - k0 : kDenseChunk;
             const T* const rk = row + k0;
             T* const gk0 = grow + k0;
-            st.run_row(rk, kn, m, inv_s);
+            st.run_row(rk, kn, m, inv_s, float_exp_ok<T>(m, tl.zc[t]));
             FOCAL_NATIVE_SIMD
             for (std::int64_t j = 0; j < kn; ++j) {
               const std::int64_t k = k0 + j;
