@@ -1465,7 +1465,8 @@ struct DenseKernel {
   // The arg-max class of position t (the first maximal one), whose p may
   // exceed 1/2: its loss and y F added to the other classes' sums
   // (loss, trest), and its unscaled gradient y F q - p trest stored in
-  // tl.fq[t].
+  // tl.fq[t]. (Loss-only calls pass trest = 0: t_all and fq are then not
+  // the gradient's, and nothing reads them.)
   static FOCAL_NATIVE_INLINE double argmax_terms(const T* z, const Y* y, const TileGeom& g,
                                                  const SoftmaxConsts& sc,
                                                  const std::int64_t* labels, SoftmaxTile& tl,
@@ -1579,9 +1580,11 @@ struct DenseKernel {
       // Rows: vectorized over the classes of a position. Dense rows with at
       // most two nonzero targets (one-hot, two-hot) are sparse: only those
       // classes have loss terms, and every other class's gradient is
-      // -p_k T, so their terms are evaluated for those classes only (the
-      // same values as the full loops: a sum of at most two nonzero terms
-      // does not depend on the order).
+      // -p_k T, so their terms are evaluated for those classes only (a sum
+      // of at most two nonzero terms does not depend on the order; their p
+      // come from double exponentials, where float32 rows that
+      // float_exp_ok admits take float ones in the full loops and in the
+      // sum S: within a float ulp of each other).
       alignas(64) std::int64_t sp_lo[kSoftmaxTile], sp_hi[kSoftmaxTile];
       Steps st;
       for (std::int64_t t = 0; t < g.n; ++t) {
